@@ -1,0 +1,1 @@
+"""consentflow's documents: the EOI form, field extraction, validation and the consent PDF."""

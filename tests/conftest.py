@@ -1,0 +1,49 @@
+"""Shared fixtures: where the shared corpus lives and which real tools the tests may run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+#: In CI every tool and the shared corpus must be there: a missing one fails the run
+#: instead of silently skipping the tests that need it.
+STRICT = os.environ.get("CONSENTFLOW_REQUIRE_TOOLS") == "1"
+
+
+def need_tool(name: str) -> str:
+    """Return the path of command-line tool ``name``; skip (fail under CI) when it is absent."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: see .ci/run for the package list)"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def _shared_dir(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.is_dir():
+        message = f"{path} is absent (the shared corpus lives beside the checkout)"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def corpus_forms() -> Path:
+    """The folder of real-world form PDFs in ../shared/corpus/forms."""
+    return _shared_dir("corpus", "forms")
+
+
+@pytest.fixture
+def corpus_signatures() -> Path:
+    """The folder of EU DSS signature-attack PDFs in ../shared/corpus/signatures."""
+    return _shared_dir("corpus", "signatures")

@@ -1,0 +1,1 @@
+"""consentflow's engine: store, states, intake, verification and the command line."""
