@@ -1,0 +1,262 @@
+"""Configuration: ``consentflow.toml`` in the home folder, overridden by environment (SPEC §8).
+
+Every key is ``[section] key`` in the file and ``CONSENTFLOW_<SECTION>__<KEY>`` in the
+environment (the environment wins). The result is one frozen :class:`Settings`
+object, validated at start-up and passed down explicitly; nothing below the CLI
+reads the environment or the file. The key names are a contract with operators:
+add keys, never rename them. Every key is documented in the README's table
+(a test checks this).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE = "consentflow.toml"
+ENV_PREFIX = "CONSENTFLOW_"
+
+#: The 27 EU member states: the default list of eligible countries.
+EU_COUNTRIES = (
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU",
+    "IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+)  # fmt: skip
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    """``[database]``: where the store lives."""
+
+    url: str = Field(
+        "sqlite:///consentflow.db",
+        description="SQLAlchemy URL; a relative SQLite path is relative to the home folder",
+    )
+
+
+class IntakeSettings(_Section):
+    """``[intake]``: how the watched folders are read."""
+
+    stability_ms: int = Field(
+        1000, ge=0, description="unchanged size/mtime needed when no close/rename event confirms"
+    )
+    polling_interval_s: float = Field(
+        0, ge=0, description="0: native events; > 0: poll every N seconds (network filesystems)"
+    )
+    rescan_interval_s: float = Field(300, gt=0, description="full rescan, whatever the events said")
+    max_file_mb: float = Field(20, gt=0, description="larger files go to failed/ as too_large")
+    incomplete_grace_s: float = Field(
+        600,
+        ge=0,
+        description="how long a file that is not yet a whole PDF may keep changing before failing",
+    )
+    retry_max_attempts: int = Field(
+        8, ge=1, description="attempts for transient errors before the file goes to failed/"
+    )
+    retry_backoff_s: float = Field(2, gt=0, description="first retry delay; doubles each attempt")
+
+
+class ReviewSettings(_Section):
+    """``[review]``: the office's eligibility decision."""
+
+    mode: Literal["manual", "auto"] = Field(
+        "manual", description="auto: approve and issue the consent when there are no findings"
+    )
+    eligible_countries: tuple[str, ...] = Field(
+        EU_COUNTRIES, description="ISO 3166-1 alpha-2 codes; default: the EU member states"
+    )
+
+    @field_validator("eligible_countries")
+    @classmethod
+    def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        codes = tuple(code.strip().upper() for code in value)
+        bad = [code for code in codes if not re.fullmatch(r"[A-Z]{2}", code)]
+        if bad:
+            raise ValueError(f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")
+        return codes
+
+
+class SignatureSettings(_Section):
+    """``[signature]``: what makes a Commission signature acceptable (SPEC §7)."""
+
+    trust_roots: tuple[Path, ...] = Field(
+        (), description="PEM files: the only trust anchors (relative to the home folder)"
+    )
+    signer_subject: str = Field("", description="regex over the signer's RFC 4514 subject")
+    signer_fingerprints: tuple[str, ...] = Field(
+        (), description="SHA-256 (hex) of accepted signer certificates; empty: any"
+    )
+    revocation: Literal["off", "soft-fail", "hard-fail"] = Field(
+        "soft-fail", description="revocation policy"
+    )
+    fetch: bool = Field(False, description="fetch OCSP/CRL/certificates from URLs in the PDF")
+    require_timestamp: bool = Field(False, description="reject signatures without a timestamp")
+
+    @field_validator("signer_subject")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("signer_fingerprints")
+    @classmethod
+    def _hex(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        prints = tuple(fp.replace(":", "").strip().lower() for fp in value)
+        bad = [fp for fp in prints if not re.fullmatch(r"[0-9a-f]{64}", fp)]
+        if bad:
+            raise ValueError(f"not SHA-256 fingerprints (64 hex digits): {', '.join(bad)}")
+        return prints
+
+
+class SealSettings(_Section):
+    """``[seal]``: the office's certification of issued consents."""
+
+    p12: Path | None = Field(None, description="PKCS#12 file; empty: issue without certification")
+    passphrase_env: str = Field(
+        "CONSENTFLOW_SEAL_PASSPHRASE", description="environment variable holding the passphrase"
+    )
+
+    @field_validator("p12", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+
+class Settings(BaseSettings):
+    """Everything configurable, frozen; build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+
+    home: Path = Field(Path("."), description="runtime folder (inbox/, signed/, outbox/, …)")
+    database: DatabaseSettings = DatabaseSettings()
+    intake: IntakeSettings = IntakeSettings()
+    review: ReviewSettings = ReviewSettings()
+    signature: SignatureSettings = SignatureSettings()
+    seal: SealSettings = SealSettings()
+
+    _toml_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order of precedence: explicit arguments, environment, then ``consentflow.toml``."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+    # Paths of the home folder's layout (SPEC §3).
+    @property
+    def inbox(self) -> Path:
+        """Drop folder for filled EOIs."""
+        return self.home / "inbox"
+
+    @property
+    def signed(self) -> Path:
+        """Drop folder for Commission-signed consents."""
+        return self.home / "signed"
+
+    @property
+    def outbox(self) -> Path:
+        """Issued consents waiting for the Commission."""
+        return self.home / "outbox"
+
+    @property
+    def archive(self) -> Path:
+        """Every received and issued file, content-addressed, never modified."""
+        return self.home / "archive"
+
+    @property
+    def failed(self) -> Path:
+        """Files that could not be processed, each beside ``NAME.error.json``."""
+        return self.home / "failed"
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path resolved against the home folder."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rest = url[len(prefix) :]
+            if rest and rest != ":memory:":
+                return prefix + str((self.home / rest).resolve())
+        return url
+
+    def resolve(self, path: Path) -> Path:
+        """Resolve a configured path against the home folder."""
+        return path if path.is_absolute() else self.home / path
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``str()`` names each key and the fix."""
+
+
+def _key_name(location: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in location if not isinstance(part, int)]
+    if len(parts) >= 2:
+        return f"[{parts[0]}] {'.'.join(parts[1:])}"
+    return parts[0] if parts else "(root)"
+
+
+def load_settings(home: Path, **overrides: Any) -> Settings:
+    """Read ``home/consentflow.toml`` and the environment into a validated :class:`Settings`.
+
+    Raises :class:`ConfigError` with one line per bad key, each naming the key in file
+    and environment form and what is wrong.
+    """
+    toml_path = home / CONFIG_FILE
+    bound = type(
+        "BoundSettings", (Settings,), {"_toml_file": toml_path if toml_path.is_file() else None}
+    )
+    try:
+        settings: Settings = bound(home=home.resolve(), **overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            key = _key_name(error["loc"])
+            env = ENV_PREFIX + "__".join(
+                str(part).upper() for part in error["loc"] if not isinstance(part, int)
+            )
+            lines.append(f"{key} (or {env}): {error['msg']}")
+        raise ConfigError(
+            f"invalid configuration in {toml_path} or the environment:\n  " + "\n  ".join(lines)
+        ) from None
+    except ValueError as exc:  # a TOML syntax error
+        raise ConfigError(f"cannot read {toml_path}: {exc}") from None
+    return settings
+
+
+def documented_keys() -> list[str]:
+    """Every configuration key as ``section.key``, for the README's table and its test."""
+    keys: list[str] = []
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(f"{name}.{sub}" for sub in annotation.model_fields)
+    return keys

@@ -1,0 +1,622 @@
+"""The store: the only module that imports SQLModel (SPEC §5, §9).
+
+Tables: applications, documents (every received and issued file; the bytes live in
+``archive/`` by SHA-256), the intake ledger (one row per claimed file), signature
+reports, and the append-only event log whose rows each carry the hash of the
+previous row. SQLite (WAL) by default, PostgreSQL by URL, same code; the schema is
+Alembic's (:mod:`workflow.migrations`).
+
+Work that must be atomic — an application, its document, its events and the ledger
+row that says the file is done — happens in one :class:`Tx`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import JSON, DateTime, Engine, TypeDecorator, event, inspect
+from sqlalchemy.engine import Dialect
+from sqlalchemy.pool import NullPool
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+
+from workflow.states import State, check_transition
+
+#: Genesis value of the event hash chain.
+GENESIS = "0" * 64
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return aware UTC datetimes."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_field(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+class Application(SQLModel, table=True):
+    """One submission of an EOI and everything that follows from it."""
+
+    __tablename__ = "applications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str | None = Field(default=None, unique=True, index=True)
+    state: str = Field(index=True)
+    org_name: str = ""
+    org_key: str = Field(
+        default="", index=True
+    )  # casefolded name + country: open-application check
+    country: str = ""
+    lang: str = "en"
+    fields: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    problems: list[dict[str, str]] = Field(default_factory=list, sa_type=JSON)
+    findings: list[dict[str, str]] = Field(default_factory=list, sa_type=JSON)
+    eoi_sha256: str = Field(index=True)
+    issued_sha256: str | None = Field(default=None, index=True)
+    issued_length: int | None = None
+    signed_sha256: str | None = None
+    received_at: datetime = _utc_field()
+    updated_at: datetime = _utc_field()
+
+
+class Document(SQLModel, table=True):
+    """A file received or issued; its bytes are ``archive/<sha256[:2]>/<sha256>``."""
+
+    __tablename__ = "documents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(unique=True, index=True)
+    kind: str  # eoi | consent | signed
+    size: int
+    original_name: str = ""
+    application_id: int | None = Field(default=None, foreign_key="applications.id", index=True)
+    created_at: datetime = _utc_field()
+
+
+class IntakeItem(SQLModel, table=True):
+    """The durable intake ledger: one row per file claimed from a watched folder."""
+
+    __tablename__ = "intake_items"
+
+    id: int | None = Field(default=None, primary_key=True)
+    folder: str = Field(index=True)  # inbox | signed
+    original_name: str
+    claimed_name: str = Field(unique=True)  # name inside .processing/
+    size: int = 0
+    sha256: str | None = Field(default=None, index=True)
+    status: str = Field(index=True)  # claimed | done | duplicate | failed
+    outcome: str | None = None  # reference, duplicate_of reference, or failed/ name
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = _utc_field(default=None)
+    owner: str | None = None
+    lease_until: datetime | None = _utc_field(default=None)
+    claimed_at: datetime = _utc_field()
+    finished_at: datetime | None = _utc_field(default=None)
+
+
+class SignatureReportRow(SQLModel, table=True):
+    """A verification of a signed consent, accepted or not, with its full report."""
+
+    __tablename__ = "signature_reports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int | None = Field(default=None, foreign_key="applications.id", index=True)
+    sha256: str = Field(index=True)
+    accepted: bool
+    report: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    etsi_report_xml: str | None = None
+    created_at: datetime = _utc_field()
+
+
+class EventRow(SQLModel, table=True):
+    """One append-only entry of the processing log; ``hash`` chains it to the previous one."""
+
+    __tablename__ = "events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc_field(index=True)
+    reference: str | None = Field(default=None, index=True)
+    actor: str
+    kind: str
+    from_state: str | None = None
+    to_state: str | None = None
+    reason: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    prev_hash: str
+    hash: str = Field(unique=True)
+
+
+class ChainHead(SQLModel, table=True):
+    """The single row that serialises appends to the event chain across workers."""
+
+    __tablename__ = "chain_head"
+
+    id: int = Field(default=1, primary_key=True)
+    last_hash: str = GENESIS
+    count: int = 0
+
+
+def event_hash(row: EventRow) -> str:
+    """SHA-256 over the previous hash and every recorded field of ``row``."""
+    payload = [
+        row.prev_hash,
+        row.at.astimezone(UTC).isoformat(),
+        row.reference,
+        row.actor,
+        row.kind,
+        row.from_state,
+        row.to_state,
+        row.reason,
+        row.data,
+    ]
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def org_key(org_name: str, country: str) -> str:
+    """The key under which two applications are for the same organisation."""
+    return f"{' '.join(org_name.casefold().split())}|{country.upper()}"
+
+
+class SchemaError(Exception):
+    """The database is not at the schema revision this code needs; says what to run."""
+
+
+class Store:
+    """A database of applications; open one per process and share it between threads."""
+
+    def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.url = url
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.engine = _make_engine(url)
+
+    # -- schema -------------------------------------------------------------------
+
+    def _alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(resources.files("workflow") / "migrations"))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        config.attributes["engine"] = self.engine
+        return config
+
+    def head_revision(self) -> str:
+        """The schema revision this code is written for."""
+        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def current_revision(self) -> str | None:
+        """The database's schema revision; ``None`` for a database without our tables."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the schema (``consentflow db upgrade``)."""
+        command.upgrade(self._alembic_config(), revision)
+
+    def ensure_schema(self) -> None:
+        """Create a new database at the current schema; refuse one at another revision."""
+        current = self.current_revision()
+        if current is None:
+            if inspect(self.engine).get_table_names():
+                raise SchemaError(
+                    f"the database {self.engine.url.render_as_string(hide_password=True)} has "
+                    "tables but no consentflow schema revision; point [database] url at an "
+                    "empty database or at a consentflow database"
+                )
+            self.upgrade()
+            return
+        head = self.head_revision()
+        if current != head:
+            raise SchemaError(
+                f"the database is at schema revision {current}, this consentflow needs {head}: "
+                "run `consentflow db upgrade` (back up the database first)"
+            )
+
+    # -- transactions -------------------------------------------------------------
+
+    @contextmanager
+    def tx(self) -> Iterator[Tx]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield Tx(session, self.clock)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    # -- reads ---------------------------------------------------------------------
+
+    def applications(self, state: State | None = None) -> list[Application]:
+        """Every application, oldest first, optionally in one state."""
+        with Session(self.engine) as session:
+            query = select(Application).where(col(Application.reference).is_not(None))
+            if state is not None:
+                query = query.where(Application.state == state.value)
+            return list(session.exec(query.order_by(col(Application.id))))
+
+    def application(self, reference: str) -> Application | None:
+        """One application by reference."""
+        with Session(self.engine) as session:
+            return session.exec(
+                select(Application).where(Application.reference == reference)
+            ).first()
+
+    def documents(self, application_id: int) -> list[Document]:
+        """The documents of an application, oldest first."""
+        with Session(self.engine) as session:
+            query = select(Document).where(Document.application_id == application_id)
+            return list(session.exec(query.order_by(col(Document.id))))
+
+    def signature_reports(self, application_id: int) -> list[SignatureReportRow]:
+        """The verification attempts for an application, oldest first."""
+        with Session(self.engine) as session:
+            query = select(SignatureReportRow).where(
+                SignatureReportRow.application_id == application_id
+            )
+            return list(session.exec(query.order_by(col(SignatureReportRow.id))))
+
+    def events(
+        self, *, reference: str | None = None, after_id: int = 0, limit: int | None = None
+    ) -> list[EventRow]:
+        """Events oldest first; with ``limit``, the newest ``limit`` of them."""
+        with Session(self.engine) as session:
+            query = select(EventRow).where(col(EventRow.id) > after_id)
+            if reference is not None:
+                query = query.where(EventRow.reference == reference)
+            if limit is not None:
+                rows = list(session.exec(query.order_by(col(EventRow.id).desc()).limit(limit)))
+                return rows[::-1]
+            return list(session.exec(query.order_by(col(EventRow.id))))
+
+    def items(self, status: str | None = None) -> list[IntakeItem]:
+        """The intake ledger, oldest first."""
+        with Session(self.engine) as session:
+            query = select(IntakeItem)
+            if status is not None:
+                query = query.where(IntakeItem.status == status)
+            return list(session.exec(query.order_by(col(IntakeItem.id))))
+
+    def item_by_claim(self, claimed_name: str) -> IntakeItem | None:
+        """The ledger row of a file in ``.processing/``."""
+        with Session(self.engine) as session:
+            return session.exec(
+                select(IntakeItem).where(IntakeItem.claimed_name == claimed_name)
+            ).first()
+
+    def issued_by_sha256(self, sha256: str) -> Application | None:
+        """The application whose issued consent has this SHA-256."""
+        with Session(self.engine) as session:
+            return session.exec(
+                select(Application).where(Application.issued_sha256 == sha256)
+            ).first()
+
+    def verify_chain(self) -> AuditResult:
+        """Recompute the event chain; report the first event whose hash or link is wrong."""
+        previous = GENESIS
+        count = 0
+        with Session(self.engine) as session:
+            head = session.get(ChainHead, 1)
+            for row in session.exec(select(EventRow).order_by(col(EventRow.id))):
+                count += 1
+                if row.prev_hash != previous:
+                    return AuditResult(
+                        False,
+                        count,
+                        row.id,
+                        "does not link to the event before it (one was removed or reordered)",
+                    )
+                if event_hash(row) != row.hash:
+                    return AuditResult(
+                        False,
+                        count,
+                        row.id,
+                        "was changed after it was written (its hash does not match its content)",
+                    )
+                previous = row.hash
+            if head is not None and (head.last_hash != previous or head.count != count):
+                return AuditResult(
+                    False,
+                    count,
+                    None,
+                    "the chain ends early: events after the last one were removed",
+                )
+        return AuditResult(True, count, None, "")
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Outcome of :meth:`Store.verify_chain`."""
+
+    ok: bool
+    events: int
+    bad_event_id: int | None
+    problem: str
+
+
+class Tx:
+    """Operations inside one transaction (see :meth:`Store.tx`)."""
+
+    def __init__(self, session: Session, clock: Callable[[], datetime]) -> None:
+        self.session = session
+        self.clock = clock
+
+    def now(self) -> datetime:
+        """The injected clock's current UTC time."""
+        return self.clock()
+
+    # -- events --------------------------------------------------------------------
+
+    def append_event(
+        self,
+        kind: str,
+        *,
+        actor: str,
+        reference: str | None = None,
+        from_state: State | None = None,
+        to_state: State | None = None,
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> EventRow:
+        """Append one event to the chain (the chain head row is locked until commit)."""
+        head = self.session.exec(
+            select(ChainHead).where(ChainHead.id == 1).with_for_update()
+        ).first()
+        if head is None:
+            head = ChainHead()
+        row = EventRow(
+            at=self.now(),
+            reference=reference,
+            actor=actor,
+            kind=kind,
+            from_state=from_state.value if from_state else None,
+            to_state=to_state.value if to_state else None,
+            reason=reason,
+            data=data or {},
+            prev_hash=head.last_hash,
+            hash="",
+        )
+        row.hash = event_hash(row)
+        head.last_hash = row.hash
+        head.count += 1
+        self.session.add(row)
+        self.session.add(head)
+        self.session.flush()
+        return row
+
+    # -- applications --------------------------------------------------------------
+
+    def new_application(self, *, state: State, eoi_sha256: str, **values: Any) -> Application:
+        """Insert an application and give it its reference ``SUP-YYYY-NNNNN``."""
+        now = self.now()
+        app = Application(
+            state=state.value, eoi_sha256=eoi_sha256, received_at=now, updated_at=now, **values
+        )
+        self.session.add(app)
+        self.session.flush()  # assigns the id the reference is made from
+        assert app.id is not None
+        app.reference = f"SUP-{now.year}-{app.id:05d}"
+        self.session.add(app)
+        self.session.flush()
+        return app
+
+    def get_application(self, reference: str, *, lock: bool = True) -> Application | None:
+        """One application, row-locked until commit (PostgreSQL) so decisions do not race."""
+        query = select(Application).where(Application.reference == reference)
+        if lock:
+            query = query.with_for_update()
+        return self.session.exec(query).first()
+
+    def move(
+        self,
+        app: Application,
+        target: State,
+        *,
+        actor: str,
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> EventRow:
+        """Change an application's state after checking the transition table; record it."""
+        assert app.reference is not None
+        current = State(app.state)
+        check_transition(app.reference, current, target)
+        app.state = target.value
+        app.updated_at = self.now()
+        self.session.add(app)
+        return self.append_event(
+            "state",
+            actor=actor,
+            reference=app.reference,
+            from_state=current,
+            to_state=target,
+            reason=reason,
+            data=data,
+        )
+
+    def open_application(self, key: str, *, exclude_id: int | None = None) -> str | None:
+        """Reference of another open application for the same organisation, if any."""
+        query = select(Application).where(
+            Application.org_key == key,
+            col(Application.state).in_([State.AWAITING_REVIEW.value, State.CONSENT_ISSUED.value]),
+        )
+        if exclude_id is not None:
+            query = query.where(Application.id != exclude_id)
+        found = self.session.exec(query.order_by(col(Application.id))).first()
+        return found.reference if found else None
+
+    # -- documents -----------------------------------------------------------------
+
+    def find_document(self, sha256: str) -> Document | None:
+        """The document with these bytes, if already recorded."""
+        return self.session.exec(select(Document).where(Document.sha256 == sha256)).first()
+
+    def add_document(
+        self, *, sha256: str, kind: str, size: int, original_name: str, application_id: int | None
+    ) -> Document:
+        """Record an archived file."""
+        doc = Document(
+            sha256=sha256,
+            kind=kind,
+            size=size,
+            original_name=original_name,
+            application_id=application_id,
+            created_at=self.now(),
+        )
+        self.session.add(doc)
+        self.session.flush()
+        return doc
+
+    def application_by_id(self, application_id: int) -> Application | None:
+        """One application by primary key."""
+        return self.session.get(Application, application_id)
+
+    def issued_by_sha256(self, sha256: str) -> Application | None:
+        """The application whose issued consent has this SHA-256."""
+        return self.session.exec(
+            select(Application).where(Application.issued_sha256 == sha256)
+        ).first()
+
+    def add_signature_report(
+        self,
+        *,
+        application_id: int | None,
+        sha256: str,
+        accepted: bool,
+        report: dict[str, Any],
+        etsi_report_xml: str | None,
+    ) -> SignatureReportRow:
+        """Record one verification attempt."""
+        row = SignatureReportRow(
+            application_id=application_id,
+            sha256=sha256,
+            accepted=accepted,
+            report=report,
+            etsi_report_xml=etsi_report_xml,
+            created_at=self.now(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    # -- intake ledger -------------------------------------------------------------
+
+    def claim_item(
+        self, *, folder: str, original_name: str, claimed_name: str, size: int
+    ) -> IntakeItem:
+        """Record a file just renamed into ``.processing/`` (or return its existing row)."""
+        existing = self.session.exec(
+            select(IntakeItem).where(IntakeItem.claimed_name == claimed_name).with_for_update()
+        ).first()
+        if existing is not None:
+            return existing
+        item = IntakeItem(
+            folder=folder,
+            original_name=original_name,
+            claimed_name=claimed_name,
+            size=size,
+            status="claimed",
+            claimed_at=self.now(),
+        )
+        self.session.add(item)
+        self.session.flush()
+        return item
+
+    def get_item(self, item_id: int, *, lock: bool = True) -> IntakeItem | None:
+        """A ledger row, row-locked until commit."""
+        query = select(IntakeItem).where(IntakeItem.id == item_id)
+        if lock:
+            query = query.with_for_update()
+        return self.session.exec(query).first()
+
+    def finish_item(
+        self, item: IntakeItem, *, status: str, outcome: str | None, sha256: str | None
+    ) -> None:
+        """Mark a ledger row final (done, duplicate or failed)."""
+        item.status = status
+        item.outcome = outcome
+        item.sha256 = sha256
+        item.finished_at = self.now()
+        item.lease_until = None
+        self.session.add(item)
+
+    def save(self, *rows: SQLModel) -> None:
+        """Persist changes to rows loaded in this transaction."""
+        for row in rows:
+            self.session.add(row)
+        self.session.flush()
+
+    def pending_items(self, folder: str) -> Sequence[IntakeItem]:
+        """Ledger rows not yet final for a folder."""
+        return self.session.exec(
+            select(IntakeItem).where(IntakeItem.folder == folder, IntakeItem.status == "claimed")
+        ).all()
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"timeout": 60, "check_same_thread": False}, poolclass=NullPool
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Python's sqlite3 opens transactions lazily and upgrades read locks to write
+            # locks mid-transaction, which fails with "database is locked" under
+            # concurrency; BEGIN IMMEDIATE takes the write lock up front instead.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, streamed in 64 KiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(65536):
+            digest.update(chunk)
+    return digest.hexdigest()
