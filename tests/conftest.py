@@ -47,3 +47,33 @@ def corpus_forms() -> Path:
 def corpus_signatures() -> Path:
     """The folder of EU DSS signature-attack PDFs in ../shared/corpus/signatures."""
     return _shared_dir("corpus", "signatures")
+
+
+#: PostgreSQL for the store tests, from .ci/run (or the developer's shell).
+POSTGRES_URL = os.environ.get("CONSENTFLOW_TEST_DATABASE_URL", "")
+
+
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)],
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or the test PostgreSQL emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'consentflow.db'}"
+    if not POSTGRES_URL:
+        message = "CONSENTFLOW_TEST_DATABASE_URL is not set (.ci/run sets it)"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    _reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL

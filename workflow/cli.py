@@ -1,15 +1,466 @@
-"""The ``consentflow`` command line (SPEC §8). Commands are added issue by issue."""
+"""The ``consentflow`` command line (SPEC §8): thin commands over the engine and the forms.
+
+Each command parses, calls one function, prints human text or (``--json``) one stable
+JSON document. Domain errors are translated to messages and exit codes in one
+place, :func:`_errors`; no command ends in a traceback.
+"""
 
 from __future__ import annotations
 
+import getpass
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="consentflow: Covenant Supporter applications.")
+from forms.eoi import FORM_NAME, FORM_VERSION, Lang
+from forms.errors import UnusableDocument
+from workflow.config import ConfigError, Settings, load_settings
+from workflow.intake import FolderError
+from workflow.states import State, TransitionError
+from workflow.store import SchemaError, Store
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="consentflow: Covenant Supporter applications — EOI intake, consent forms, signatures.",
+)
+form_app = typer.Typer(no_args_is_help=True, help="Blank forms.")
+db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+app.add_typer(form_app, name="form")
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+
+_state: dict[str, Path] = {}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    home: Annotated[
+        Path,
+        typer.Option(
+            "--home",
+            envvar="CONSENTFLOW_HOME",
+            help="Runtime folder (inbox/, signed/, outbox/, archive/, failed/, database).",
+        ),
+    ] = Path("."),
+) -> None:
     """Covenant Supporter applications: EOI intake, consent forms, Commission signatures."""
+    _state["home"] = home
+
+
+def _settings() -> Settings:
+    return load_settings(_state.get("home", Path(".")))
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"consentflow: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Translate domain errors to one-line messages and exit codes."""
+    try:
+        yield
+    except ConfigError as exc:
+        _fail(str(exc), 78)
+    except (SchemaError, FolderError) as exc:
+        _fail(str(exc), 78)
+    except TransitionError as exc:
+        _fail(str(exc), 1)
+    except LookupError as exc:
+        _fail(str(exc).strip("'\""), 1)
+
+
+def _store(settings: Settings) -> Store:
+    store = Store(settings.database_url)
+    store.ensure_schema()
+    return store
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    once: Annotated[bool, typer.Option("--once", help="Process what is there, then exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+) -> None:
+    """Watch inbox/ and signed/ and process every file that arrives."""
+    from workflow.engine import Engine  # noqa: PLC0415 - keeps the other commands fast
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("watchdog").setLevel(logging.WARNING)
+    with _errors():
+        settings = _settings()
+        engine = Engine(
+            settings, sealer=_sealer(settings), signed_processor=_signed_processor(settings)
+        )
+        if once:
+            engine.run_once()
+            return
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        engine.run(stop)
+
+
+def _sealer(settings: Settings) -> Any:
+    return None
+
+
+def _signed_processor(settings: Settings) -> Any:
+    return None
+
+
+# -- the office's view ---------------------------------------------------------------------
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {
+        "reference": row.reference,
+        "state": row.state,
+        "org_name": row.org_name,
+        "country": row.country,
+        "received_at": row.received_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+@app.command()
+def status(
+    state: Annotated[State | None, typer.Option("--state", help="Only this state.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List applications, one line each."""
+    with _errors():
+        store = _store(_settings())
+        rows = [_summary(row) for row in store.applications(state)]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['reference']}  {row['state']:<16} {row['country']:<2}  "
+            f"{row['org_name']}  (updated {row['updated_at'][:19]}Z)"
+        )
+    if not rows:
+        typer.echo("no applications")
+
+
+def _event_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": row.at.isoformat(),
+        "reference": row.reference,
+        "actor": row.actor,
+        "kind": row.kind,
+        "from_state": row.from_state,
+        "to_state": row.to_state,
+        "reason": row.reason,
+        "data": row.data,
+        "hash": row.hash,
+    }
+
+
+@app.command()
+def show(reference: str, as_json: JsonOpt = False) -> None:
+    """One application: fields, state, findings, documents, events, signature reports."""
+    with _errors():
+        store = _store(_settings())
+        row = store.application(reference)
+        if row is None or row.id is None:
+            _fail(f"no application {reference}", 1)
+        detail = _summary(row) | {
+            "lang": row.lang,
+            "fields": row.fields,
+            "problems": row.problems,
+            "findings": row.findings,
+            "issued_sha256": row.issued_sha256,
+            "documents": [
+                {
+                    "kind": doc.kind,
+                    "sha256": doc.sha256,
+                    "size": doc.size,
+                    "original_name": doc.original_name,
+                    "created_at": doc.created_at.isoformat(),
+                }
+                for doc in store.documents(row.id)
+            ],
+            "events": [_event_json(event) for event in store.events(reference=reference)],
+            "signature_reports": [
+                {
+                    "sha256": rep.sha256,
+                    "accepted": rep.accepted,
+                    "created_at": rep.created_at.isoformat(),
+                }
+                | rep.report
+                for rep in store.signature_reports(row.id)
+            ],
+        }
+    if as_json:
+        _print_json(detail)
+        return
+    typer.echo(
+        f"{detail['reference']}  {detail['state']}  {detail['org_name']} ({detail['country']})"
+    )
+    typer.echo(f"received {detail['received_at']}, updated {detail['updated_at']}")
+    for name, value in detail["fields"].items():
+        typer.echo(f"  {name}: {value}")
+    for problem in detail["problems"]:
+        typer.echo(f"  problem {problem['field']} [{problem['code']}]: {problem['message']}")
+    for finding in detail["findings"]:
+        typer.echo(f"  finding [{finding['code']}]: {finding['message']}")
+    for doc in detail["documents"]:
+        typer.echo(f"  document {doc['kind']}: {doc['sha256']} ({doc['size']} bytes)")
+    for report in detail["signature_reports"]:
+        verdict = "accepted" if report["accepted"] else "rejected"
+        typer.echo(
+            f"  signature {verdict}: {report.get('indication')} {report.get('subindication') or ''}"
+        )
+    for event in detail["events"]:
+        typer.echo("  " + _event_line(event))
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    move = f" {event['from_state'] or ''}→{event['to_state']}" if event["to_state"] else ""
+    ref = event["reference"] or "-"
+    head = f"{event['at'][:19]}Z {ref:<15} {event['actor']:<10}"
+    return f"{head} {event['kind']}{move}: {event['reason']}"
+
+
+@app.command("log")
+def log_(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many recent events.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """The processing log, newest last; -f follows (JSON lines with --json)."""
+    with _errors():
+        store = _store(_settings())
+        rows = [_event_json(row) for row in store.events(limit=limit)]
+        if as_json and not follow:
+            _print_json(rows)
+            return
+        last = 0
+        while True:
+            for row in rows:
+                typer.echo(json.dumps(row, ensure_ascii=False) if as_json else _event_line(row))
+                last = row["id"]
+            if not follow:
+                return
+            time.sleep(0.5)
+            rows = [_event_json(row) for row in store.events(after_id=last)]
+
+
+@app.command()
+def approve(
+    reference: str,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Office user (default: login name).")
+    ] = None,
+) -> None:
+    """Confirm eligibility: the consent PDF is issued into outbox/ at once."""
+    from workflow.applications import Applications  # noqa: PLC0415
+
+    with _errors():
+        settings = _settings()
+        services = Applications(_store(settings), settings, sealer=_sealer(settings))
+        try:
+            issued = services.approve(reference, actor=by or getpass.getuser())
+        except Exception as exc:
+            _decision_error(exc)
+    typer.echo(f"{reference}: consent issued -> {issued.path} (sha256 {issued.sha256})")
+
+
+@app.command()
+def reject(
+    reference: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why the applicant is not eligible.")],
+    by: Annotated[
+        str | None, typer.Option("--by", help="Office user (default: login name).")
+    ] = None,
+) -> None:
+    """Decide that the applicant is not eligible, with a reason."""
+    from workflow.applications import Applications  # noqa: PLC0415
+
+    with _errors():
+        settings = _settings()
+        services = Applications(_store(settings), settings)
+        try:
+            services.reject(reference, actor=by or getpass.getuser(), reason=reason)
+        except Exception as exc:
+            _decision_error(exc)
+    typer.echo(f"{reference}: ineligible ({reason})")
+
+
+def _decision_error(exc: Exception) -> NoReturn:
+    from workflow.applications import DecisionError  # noqa: PLC0415
+
+    if isinstance(exc, DecisionError | TransitionError):
+        _fail(str(exc), 1)
+    raise exc
+
+
+@app.command()
+def retry(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Files in failed/ to process again.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every file in failed/.")] = False,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Office user (default: login name).")
+    ] = None,
+) -> None:
+    """Put files from failed/ back into the folder they came from, to be processed again."""
+    from workflow.intake import retry_failed  # noqa: PLC0415
+
+    with _errors():
+        settings = _settings()
+        store = _store(settings)
+        chosen = list(names or [])
+        if all_:
+            chosen = sorted(
+                path.name
+                for path in settings.failed.iterdir()
+                if path.is_file() and not path.name.endswith(".error.json")
+            )
+        if not chosen:
+            _fail("name the files to retry, or pass --all", 2)
+        try:
+            moved = retry_failed(
+                settings.failed, {"inbox": settings.inbox, "signed": settings.signed}, chosen
+            )
+        except FileNotFoundError as exc:
+            _fail(str(exc), 1)
+        with store.tx() as tx:
+            for name in moved:
+                tx.append_event(
+                    "retry", actor=by or getpass.getuser(), reason=f"{name} put back for processing"
+                )
+    for name in moved:
+        typer.echo(f"retrying {name}")
+
+
+# -- schema and audit ----------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database or migrate it to this version's schema."""
+    with _errors():
+        store = Store(_settings().database_url)
+        before = store.current_revision()
+        store.upgrade()
+        typer.echo(f"database schema: {before or 'empty'} -> {store.current_revision()}")
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Recompute the event hash chain; exit 1 and name the event if history was edited."""
+    with _errors():
+        result = _store(_settings()).verify_chain()
+    if as_json:
+        _print_json(
+            {
+                "ok": result.ok,
+                "events": result.events,
+                "bad_event": result.bad_event_id,
+                "problem": result.problem,
+            }
+        )
+    elif result.ok:
+        typer.echo(f"audit trail intact: {result.events} events")
+    else:
+        typer.echo(f"audit trail BROKEN at event {result.bad_event_id}: it {result.problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+# -- forms -----------------------------------------------------------------------------------
+
+
+@form_app.command("eoi")
+def form_eoi(
+    out: Path,
+    lang: Annotated[Lang, typer.Option("--lang", help="Language of the labels.")] = Lang.EN,
+) -> None:
+    """Write the blank expression-of-interest form."""
+    from forms.blank import render_blank_eoi  # noqa: PLC0415
+
+    out.write_bytes(render_blank_eoi(lang))
+    typer.echo(f"wrote {out} ({lang.value})")
+
+
+@app.command()
+def check(file: Path, as_json: JsonOpt = False) -> None:
+    """Extract and validate an EOI without recording it: exit 0 valid, 1 problems, 2 unusable."""
+    from forms.findings import eligibility_findings  # noqa: PLC0415
+    from forms.reading import read_eoi  # noqa: PLC0415
+    from forms.validation import validate  # noqa: PLC0415
+
+    with _errors():
+        settings = _settings()
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}", 2)
+    try:
+        raw = read_eoi(data, max_bytes=int(settings.intake.max_file_mb * 1024 * 1024))
+    except UnusableDocument as exc:
+        if as_json:
+            _print_json({"valid": False, "error": {"code": str(exc.code), "message": exc.message}})
+        else:
+            typer.echo(f"{file}: unusable ({exc.code}): {exc.message}")
+        raise typer.Exit(2) from None
+    result = validate(raw.values, lang=raw.lang, today=datetime.now(UTC).date())
+    findings = (
+        eligibility_findings(result.eoi, eligible_countries=settings.review.eligible_countries)
+        if result.eoi is not None
+        else ()
+    )
+    fields = dict(result.fields) | (result.eoi.to_fields() if result.eoi else {})
+    document = {
+        "valid": result.valid,
+        "form": FORM_NAME,
+        "version": FORM_VERSION,
+        "lang": raw.lang.value,
+        "fields": fields,
+        "problems": [problem.to_json() for problem in result.problems],
+        "findings": [finding.to_json() for finding in findings],
+    }
+    if as_json:
+        _print_json(document)
+    else:
+        typer.echo(f"{file}: {'valid' if result.valid else 'problems found'}")
+        for problem in result.problems:
+            typer.echo(f"  {problem.field} [{problem.code}]: {problem.message}")
+        for finding in findings:
+            typer.echo(f"  finding [{finding.code}]: {finding.message}")
+    raise typer.Exit(0 if result.valid else 1)
 
 
 def main() -> None:

@@ -1,0 +1,278 @@
+"""The engine end to end on real folders, a real database and the real watcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.eoi_files import broken_pdf, filled_eoi, invalid_eoi
+from workflow.config import Settings, load_settings
+from workflow.engine import Engine
+from workflow.intake import Claimed, Intake
+from workflow.states import State
+from workflow.store import Store
+
+
+def make_settings(home: Path, database_url: str, **overrides: Any) -> Settings:
+    """Settings for a test home: fast stability window, given database and review mode."""
+    intake = {"stability_ms": 200, "rescan_interval_s": 2, "incomplete_grace_s": 5}
+    intake.update(overrides.pop("intake", {}))
+    return load_settings(home, database={"url": database_url}, intake=intake, **overrides)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty home folder."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll until ``predicate`` holds or ``timeout`` passes; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.fixture
+def running(home: Path, database_url: str) -> Iterator[Callable[..., Engine]]:
+    """Start an engine in a thread (``review`` mode and intake options as arguments)."""
+    threads: list[tuple[threading.Thread, threading.Event, Engine]] = []
+
+    def start(**overrides: Any) -> Engine:
+        engine = Engine(make_settings(home, database_url, **overrides))
+        stop = threading.Event()
+        thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+        thread.start()
+        threads.append((thread, stop, engine))
+        assert wait_for((home / "inbox" / ".processing").is_dir)
+        return engine
+
+    yield start
+    for thread, stop, engine in threads:
+        stop.set()
+        thread.join(10)
+        engine.close()
+
+
+def states(store: Store) -> dict[str, str]:
+    """Organisation name → state of every application."""
+    return {app.org_name: app.state for app in store.applications()}
+
+
+# -- run --once --------------------------------------------------------------------------
+
+
+def test_once_accounts_for_every_kind_of_file(home: Path, database_url: str) -> None:
+    """Valid, invalid, duplicate and broken files each end in exactly one place."""
+    inbox = home / "inbox"
+    inbox.mkdir()
+    valid = filled_eoi(org_name="Valid Network")
+    (inbox / "valid.pdf").write_bytes(valid)
+    (inbox / "copy of valid.pdf").write_bytes(valid)
+    (inbox / "invalid.pdf").write_bytes(invalid_eoi(org_name="Invalid Network"))
+    (inbox / "broken.pdf").write_bytes(broken_pdf(valid))
+    (inbox / "notes.txt").write_text("not for us")
+
+    engine = Engine(make_settings(home, database_url))
+    engine.run_once()
+
+    assert states(engine.store) == {
+        "Valid Network": State.AWAITING_REVIEW,
+        "Invalid Network": State.INVALID,
+    }
+    assert sorted(path.name for path in inbox.iterdir()) == [".processing", "notes.txt"]
+    assert list((inbox / ".processing").iterdir()) == []
+    failed = sorted(path.name for path in (home / "failed").iterdir())
+    assert failed == ["broken.pdf", "broken.pdf.error.json"]
+    report = json.loads((home / "failed" / "broken.pdf.error.json").read_text())
+    assert report["code"] == "damaged"
+    duplicates = [event for event in engine.store.events() if event.kind == "duplicate"]
+    assert len(duplicates) == 1
+    assert {item.status for item in engine.store.items()} == {"done", "duplicate", "failed"}
+    assert engine.store.verify_chain().ok
+    engine.close()
+
+
+def test_invalid_application_keeps_every_problem(home: Path, database_url: str) -> None:
+    """An invalid EOI is recorded with all its problems, in the form's language."""
+    (home / "inbox").mkdir()
+    (home / "inbox" / "x.pdf").write_bytes(invalid_eoi())
+    engine = Engine(make_settings(home, database_url))
+    engine.run_once()
+    [app] = engine.store.applications()
+    assert app.state == State.INVALID
+    assert {(p["field"], p["code"]) for p in app.problems} == {
+        ("contact_email", "email"),
+        ("commit_media", "unchecked"),
+    }
+    engine.close()
+
+
+def test_auto_review_issues_the_consent(home: Path, database_url: str) -> None:
+    """review = auto: an EOI without findings gets its consent in outbox/, archived and hashed."""
+    (home / "inbox").mkdir()
+    (home / "inbox" / "eoi.pdf").write_bytes(filled_eoi())
+    engine = Engine(make_settings(home, database_url, review={"mode": "auto"}))
+    engine.run_once()
+    [app] = engine.store.applications()
+    assert app.state == State.CONSENT_ISSUED
+    consent = (home / "outbox" / f"{app.reference}.pdf").read_bytes()
+    assert app.issued_length == len(consent)
+    assert engine.applications.archive.get(app.issued_sha256 or "") == consent
+    engine.close()
+
+
+def test_findings_hold_the_application_for_the_office(home: Path, database_url: str) -> None:
+    """review = auto still leaves an application with findings to the office."""
+    (home / "inbox").mkdir()
+    (home / "inbox" / "eoi.pdf").write_bytes(filled_eoi(org_type="company", member_count="1"))
+    engine = Engine(make_settings(home, database_url, review={"mode": "auto"}))
+    engine.run_once()
+    [app] = engine.store.applications()
+    assert app.state == State.AWAITING_REVIEW
+    assert {f["code"] for f in app.findings} == {"org_type_ineligible", "too_few_members"}
+    assert list((home / "outbox").iterdir()) == []
+    engine.close()
+
+
+def test_unexpected_exception_goes_to_failed_and_intake_goes_on(
+    home: Path, database_url: str
+) -> None:
+    """A processor that raises sends its file to failed/ with error.json; the next goes on."""
+    settings = make_settings(home, database_url)
+    store = Store(settings.database_url)
+    store.ensure_schema()
+    seen: list[str] = []
+
+    def processor(claimed: Claimed) -> str:
+        if claimed.original_name == "bad.pdf":
+            raise RuntimeError("bug in a processor")
+        with store.tx() as tx:
+            item = tx.get_item(claimed.item_id)
+            assert item is not None
+            tx.finish_item(item, status="done", outcome="ok", sha256=None)
+        seen.append(claimed.original_name)
+        return "ok"
+
+    inbox = home / "inbox"
+    intake = Intake(
+        store,
+        folders={"inbox": inbox},
+        failed_dir=home / "failed",
+        processors={"inbox": processor},
+        settings=settings.intake,
+    )
+    inbox.mkdir()
+    intake.prepare()
+    for name in ("bad.pdf", "good.pdf"):
+        (inbox / name).write_bytes(filled_eoi())
+        intake.offer(inbox / name)
+    assert seen == ["good.pdf"]
+    report = json.loads((home / "failed" / "bad.pdf.error.json").read_text())
+    assert report["code"] == "internal_error"
+    assert "bug in a processor" in report["detail"]
+    assert (home / "failed" / "bad.pdf").is_file()
+    store.close()
+
+
+# -- crash recovery ---------------------------------------------------------------------------
+
+
+def test_restart_finishes_files_left_in_processing(home: Path, database_url: str) -> None:
+    """A file claimed but not recorded, and one recorded as done, are finished at start."""
+    engine = Engine(make_settings(home, database_url))
+    engine.start()
+    processing = home / "inbox" / ".processing"
+    (processing / "1a2b__orphan.pdf").write_bytes(filled_eoi(org_name="Orphan Network"))
+    engine.run_once()
+    assert states(engine.store) == {"Orphan Network": State.AWAITING_REVIEW}
+    assert list(processing.iterdir()) == []
+    [item] = engine.store.items()
+    assert item.original_name == "orphan.pdf"
+    engine.close()
+
+
+# -- the watcher, live ------------------------------------------------------------------------
+
+
+def _slow_write(path: Path, data: bytes, seconds: float) -> None:
+    chunks = 10
+    step = len(data) // chunks + 1
+    with path.open("wb") as handle:
+        for index in range(chunks):
+            handle.write(data[index * step : (index + 1) * step])
+            handle.flush()
+            time.sleep(seconds / chunks)
+
+
+def test_every_way_of_dropping_a_file_is_processed_once(
+    running: Callable[..., Engine], home: Path, tmp_path: Path
+) -> None:
+    """cp, mv, write-then-rename and a 3 s chunked write: each processed once, never early."""
+    engine = running(review={"mode": "auto"})
+    inbox = home / "inbox"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    (outside / "a.pdf").write_bytes(filled_eoi(org_name="Copied Network"))
+    shutil.copyfile(outside / "a.pdf", inbox / "a.pdf")
+
+    (outside / "b.pdf").write_bytes(filled_eoi(org_name="Moved Network"))
+    os.rename(outside / "b.pdf", inbox / "b.pdf")
+
+    (inbox / ".c.pdf.part").write_bytes(filled_eoi(org_name="Renamed Network"))
+    os.rename(inbox / ".c.pdf.part", inbox / "c.pdf")
+
+    writer = threading.Thread(
+        target=_slow_write, args=(inbox / "d.pdf", filled_eoi(org_name="Slow Network"), 3.0)
+    )
+    writer.start()
+    writer.join()
+
+    names = {"Copied Network", "Moved Network", "Renamed Network", "Slow Network"}
+    assert wait_for(lambda: set(states(engine.store)) == names)
+    assert wait_for(lambda: len(list((home / "outbox").iterdir())) == 4)
+    assert set(states(engine.store).values()) == {State.CONSENT_ISSUED}
+    assert len(engine.store.items()) == 4
+    assert all(item.status == "done" for item in engine.store.items())
+    assert not any(item.status == "failed" for item in engine.store.items())
+
+
+def test_same_bytes_twice_is_one_application(running: Callable[..., Engine], home: Path) -> None:
+    """The second copy of the same file is a duplicate event and leaves the inbox."""
+    engine = running()
+    data = filled_eoi(org_name="Twice Network")
+    (home / "inbox" / "first.pdf").write_bytes(data)
+    assert wait_for(lambda: len(engine.store.applications()) == 1)
+    (home / "inbox" / "second.pdf").write_bytes(data)
+    assert wait_for(lambda: any(e.kind == "duplicate" for e in engine.store.events()))
+    assert wait_for(lambda: not (home / "inbox" / "second.pdf").exists())
+    assert len(engine.store.applications()) == 1
+
+
+def test_files_present_at_start_are_processed(running: Callable[..., Engine], home: Path) -> None:
+    """Files already in the inbox when the engine starts are processed."""
+    (home / "inbox").mkdir()
+    (home / "inbox" / "early.pdf").write_bytes(filled_eoi(org_name="Early Network"))
+    engine = running()
+    assert wait_for(lambda: states(engine.store) == {"Early Network": State.AWAITING_REVIEW})
+
+
+def test_polling_mode_processes_files(running: Callable[..., Engine], home: Path) -> None:
+    """With polling_interval_s > 0 files are found without native events."""
+    engine = running(intake={"polling_interval_s": 0.3})
+    (home / "inbox" / "polled.pdf").write_bytes(filled_eoi(org_name="Polled Network"))
+    assert wait_for(lambda: states(engine.store) == {"Polled Network": State.AWAITING_REVIEW})

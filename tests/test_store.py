@@ -1,0 +1,135 @@
+"""The store on SQLite and PostgreSQL: schema by Alembic, aware timestamps, the event chain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from workflow.states import State, TransitionError
+from workflow.store import SchemaError, Store
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A store at the current schema on a fresh database."""
+    store = Store(database_url)
+    store.ensure_schema()
+    yield store
+    store.close()
+
+
+def _application(store: Store, name: str = "Network") -> str:
+    with store.tx() as tx:
+        app = tx.new_application(state=State.RECEIVED, eoi_sha256="a" * 64, org_name=name)
+        tx.append_event("received", actor="system", reference=app.reference)
+        tx.move(app, State.AWAITING_REVIEW, actor="system", reason="valid")
+        assert app.reference is not None
+        return app.reference
+
+
+def test_new_database_is_created_at_head(database_url: str) -> None:
+    """ensure_schema creates an empty database at the head revision."""
+    store = Store(database_url)
+    assert store.current_revision() is None
+    store.ensure_schema()
+    assert store.current_revision() == store.head_revision()
+    store.close()
+
+
+def test_older_revision_is_refused_with_the_command_to_run(store: Store) -> None:
+    """A database at another revision is refused, naming `consentflow db upgrade`."""
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(SchemaError, match="consentflow db upgrade"):
+        store.ensure_schema()
+
+
+def test_foreign_database_is_refused(database_url: str) -> None:
+    """A database with tables but no consentflow revision is never migrated blindly."""
+    store = Store(database_url)
+    with store.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE stranger (id INTEGER)"))
+    with pytest.raises(SchemaError, match="no consentflow schema revision"):
+        store.ensure_schema()
+    store.close()
+
+
+def test_references_and_aware_timestamps(store: Store) -> None:
+    """References are SUP-YYYY-NNNNN; timestamps come back timezone-aware UTC."""
+    reference = _application(store)
+    year = datetime.now(UTC).year
+    assert reference == f"SUP-{year}-00001"
+    app = store.application(reference)
+    assert app is not None
+    assert app.received_at.tzinfo is not None
+    assert app.received_at.utcoffset() is not None
+    assert all(event.at.tzinfo is not None for event in store.events())
+
+
+def test_naive_datetime_is_refused(database_url: str) -> None:
+    """A naive clock is a bug: the store refuses to write its times."""
+    store = Store(database_url, clock=datetime.now)
+    store.ensure_schema()
+    with pytest.raises(Exception, match="naive datetime"), store.tx() as tx:
+        tx.new_application(state=State.RECEIVED, eoi_sha256="b" * 64)
+    store.close()
+
+
+def test_transition_table_is_enforced(store: Store) -> None:
+    """A move the state table does not allow raises and records nothing."""
+    reference = _application(store)
+    before = len(store.events())
+    with pytest.raises(TransitionError, match="cannot become signed"), store.tx() as tx:
+        app = tx.get_application(reference)
+        assert app is not None
+        tx.move(app, State.SIGNED, actor="system")
+    assert len(store.events()) == before
+    assert store.application(reference).state == State.AWAITING_REVIEW  # type: ignore[union-attr]
+
+
+def test_audit_verify_passes_on_untouched_history(store: Store) -> None:
+    """An untouched chain verifies and counts every event."""
+    _application(store, "One")
+    _application(store, "Two")
+    result = store.verify_chain()
+    assert result.ok
+    assert result.events == 4
+
+
+def test_audit_verify_names_the_edited_event(store: Store) -> None:
+    """Editing one row's reason in the database is reported at exactly that event."""
+    _application(store, "One")
+    _application(store, "Two")
+    victim = store.events()[2]
+    with store.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE events SET reason = 'nothing to see' WHERE id = :id"), {"id": victim.id}
+        )
+    result = store.verify_chain()
+    assert not result.ok
+    assert result.bad_event_id == victim.id
+    assert "changed" in result.problem
+
+
+def test_audit_verify_detects_a_removed_event(store: Store) -> None:
+    """Deleting a row breaks the link of the next one."""
+    _application(store, "One")
+    _application(store, "Two")
+    events = store.events()
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM events WHERE id = :id"), {"id": events[1].id})
+    result = store.verify_chain()
+    assert not result.ok
+    assert result.bad_event_id == events[2].id
+
+
+def test_audit_verify_detects_a_removed_last_event(store: Store) -> None:
+    """Deleting the newest row is caught by the chain head."""
+    _application(store, "One")
+    last = store.events()[-1]
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM events WHERE id = :id"), {"id": last.id})
+    assert not store.verify_chain().ok

@@ -1,0 +1,269 @@
+"""What happens to an application: receiving an EOI, the office's decision, issuing the consent.
+
+Expensive work (reading the PDF, validating, rendering the consent) happens outside
+database transactions; each transaction is short and re-checks the state it acts on
+under a row lock, so two workers or an office user and a worker can never issue the
+same consent twice. Files are made durable before the row that names them commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from forms.consent import render_consent
+from forms.eoi import EOI, Lang
+from forms.errors import UnusableDocument
+from forms.findings import eligibility_findings
+from forms.reading import read_eoi
+from forms.validation import validate
+from workflow.archive import Archive, write_atomic
+from workflow.config import Settings
+from workflow.intake import Claimed, PermanentError
+from workflow.states import Actor, State, TransitionError
+from workflow.store import Application, Store, org_key
+
+#: Seals (certifies) issued consent bytes; ``None`` when no office seal is configured.
+Sealer = Callable[[bytes], bytes]
+
+
+class DecisionError(Exception):
+    """An office decision cannot be applied (unknown reference, wrong state, no reason)."""
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A consent just issued."""
+
+    reference: str
+    sha256: str
+    length: int
+    path: Path
+
+
+class Applications:
+    """The application services; one per process, shared by intake and CLI."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        sealer: Sealer | None = None,
+        log: logging.Logger | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.archive = Archive(settings.archive)
+        self.sealer = sealer
+        self.log = log or logging.getLogger("consentflow.applications")
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    # -- intake of an EOI ---------------------------------------------------------------
+
+    def receive_eoi(self, claimed: Claimed) -> str:
+        """Processor for ``inbox/``: record an application (or a duplicate) from a claimed file."""
+        data = claimed.path.read_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
+        fields: dict[str, Any] = {}
+        problems: list[dict[str, str]] = []
+        eoi: EOI | None = None
+        lang = Lang.EN
+        if self._known_document(sha256) is None:
+            try:
+                raw = read_eoi(data, max_bytes=int(self.settings.intake.max_file_mb * 1024 * 1024))
+            except UnusableDocument as exc:
+                raise PermanentError(str(exc.code), exc.message, exc.detail) from exc
+            lang = raw.lang
+            validation = validate(raw.values, lang=lang, today=self.clock().date())
+            fields = dict(validation.fields)
+            problems = [problem.to_json() for problem in validation.problems]
+            eoi = validation.eoi
+            if eoi is not None:
+                fields.update(eoi.to_fields())
+        self.archive.put(data)
+
+        with self.store.tx() as tx:
+            item = tx.get_item(claimed.item_id)
+            if item is None or item.status != "claimed":
+                return f"already {item.status if item else 'gone'}"
+            known = tx.find_document(sha256)
+            if known is not None:
+                original = (
+                    tx.application_by_id(known.application_id) if known.application_id else None
+                )
+                duplicate_of = original.reference if original else known.sha256[:12]
+                tx.append_event(
+                    "duplicate",
+                    actor=Actor.SYSTEM,
+                    reference=duplicate_of,
+                    reason=f"the same file was received again as {claimed.original_name}",
+                    data={"file": claimed.original_name, "sha256": sha256, "folder": "inbox"},
+                )
+                tx.finish_item(item, status="duplicate", outcome=duplicate_of, sha256=sha256)
+                return f"duplicate of {duplicate_of}"
+
+            org_name = str(fields.get("org_name") or "")
+            country = str(fields.get("country") or "")
+            app = tx.new_application(
+                state=State.RECEIVED,
+                eoi_sha256=sha256,
+                org_name=org_name,
+                org_key=org_key(org_name, country),
+                country=country,
+                lang=lang.value,
+                fields=fields,
+                problems=problems,
+            )
+            assert app.reference is not None and app.id is not None
+            tx.add_document(
+                sha256=sha256,
+                kind="eoi",
+                size=len(data),
+                original_name=claimed.original_name,
+                application_id=app.id,
+            )
+            tx.append_event(
+                "received",
+                actor=Actor.SYSTEM,
+                reference=app.reference,
+                to_state=State.RECEIVED,
+                reason=f"EOI received as {claimed.original_name}",
+                data={"file": claimed.original_name, "sha256": sha256, "size": len(data)},
+            )
+            if eoi is None:
+                tx.move(
+                    app,
+                    State.INVALID,
+                    actor=Actor.SYSTEM,
+                    reason=f"{len(problems)} problem(s) in the form",
+                    data={"problems": problems},
+                )
+            else:
+                findings = eligibility_findings(
+                    eoi,
+                    eligible_countries=self.settings.review.eligible_countries,
+                    open_application=tx.open_application(app.org_key, exclude_id=app.id),
+                )
+                app.findings = [finding.to_json() for finding in findings]
+                tx.move(
+                    app,
+                    State.AWAITING_REVIEW,
+                    actor=Actor.SYSTEM,
+                    reason=(
+                        f"{len(findings)} finding(s) for the office"
+                        if findings
+                        else "valid, no eligibility findings"
+                    ),
+                    data={"findings": app.findings},
+                )
+            tx.finish_item(item, status="done", outcome=app.reference, sha256=sha256)
+            reference, state, auto = app.reference, State(app.state), not app.findings
+
+        if state is State.AWAITING_REVIEW and auto and self.settings.review.mode == "auto":
+            self.issue(reference, actor=Actor.SYSTEM, reason='review = "auto": no findings')
+            return f"{reference} consent_issued"
+        return f"{reference} {state}"
+
+    def _known_document(self, sha256: str) -> object | None:
+        with self.store.tx() as tx:
+            return tx.find_document(sha256)
+
+    # -- the office's decisions ---------------------------------------------------------
+
+    def approve(self, reference: str, *, actor: str) -> Issued:
+        """The office confirms eligibility: issue the consent at once."""
+        return self.issue(reference, actor=actor, reason="eligibility confirmed by the office")
+
+    def reject(self, reference: str, *, actor: str, reason: str) -> None:
+        """The office finds the applicant ineligible, for a stated reason."""
+        if not reason.strip():
+            raise DecisionError(
+                "a rejection needs a reason (--reason TEXT): the applicant is told it"
+            )
+        with self.store.tx() as tx:
+            app = self._locked(tx, reference)
+            tx.move(app, State.INELIGIBLE, actor=actor, reason=reason.strip())
+
+    def issue(self, reference: str, *, actor: str, reason: str) -> Issued:
+        """Render, seal, archive and record the consent; then place it in ``outbox/``."""
+        app = self.store.application(reference)
+        if app is None:
+            raise DecisionError(f"no application {reference}")
+        if app.state != State.AWAITING_REVIEW:
+            raise TransitionError(reference, State(app.state), State.CONSENT_ISSUED)
+        eoi = EOI.from_fields({**app.fields, "lang": app.lang})
+        data = render_consent(eoi, reference=reference, issued_at=self.clock(), lang=Lang(app.lang))
+        if self.sealer is not None:
+            data = self.sealer(data)
+        sha256 = self.archive.put(data)  # durable before the row that names it commits
+        with self.store.tx() as tx:
+            app = self._locked(tx, reference)
+            assert app.id is not None
+            app.issued_sha256 = sha256
+            app.issued_length = len(data)
+            tx.add_document(
+                sha256=sha256,
+                kind="consent",
+                size=len(data),
+                original_name=f"{reference}.pdf",
+                application_id=app.id,
+            )
+            tx.move(
+                app,
+                State.CONSENT_ISSUED,
+                actor=actor,
+                reason=reason,
+                data={"sha256": sha256, "length": len(data), "sealed": self.sealer is not None},
+            )
+        path = self.place_in_outbox(reference, data)
+        self.log.info(
+            "%s: consent issued (%s, %d bytes) -> %s", reference, sha256[:12], len(data), path
+        )
+        return Issued(reference, sha256, len(data), path)
+
+    def place_in_outbox(self, reference: str, data: bytes) -> Path:
+        """Write the issued bytes to ``outbox/REF.pdf`` (a copy; the archive is the record)."""
+        path = self.settings.outbox / f"{reference}.pdf"
+        write_atomic(path, data)
+        return path
+
+    def restore_outbox(self) -> int:
+        """Re-place consents whose outbox copy a crash left unwritten; return how many."""
+        restored = 0
+        for app in self.store.applications(State.CONSENT_ISSUED):
+            assert app.reference is not None and app.issued_sha256 is not None
+            path = self.settings.outbox / f"{app.reference}.pdf"
+            if not path.exists():
+                self.place_in_outbox(app.reference, self.archive.get(app.issued_sha256))
+                restored += 1
+        return restored
+
+    def issue_pending_auto(self) -> int:
+        """With ``review = "auto"``, issue consents a crash left unissued; return how many."""
+        if self.settings.review.mode != "auto":
+            return 0
+        issued = 0
+        for app in self.store.applications(State.AWAITING_REVIEW):
+            if not app.findings and app.reference is not None:
+                try:
+                    self.issue(
+                        app.reference, actor=Actor.SYSTEM, reason='review = "auto": no findings'
+                    )
+                    issued += 1
+                except TransitionError:
+                    pass  # another worker issued it
+        return issued
+
+    @staticmethod
+    def _locked(tx: Any, reference: str) -> Application:
+        app: Application | None = tx.get_application(reference)
+        if app is None:
+            raise DecisionError(f"no application {reference}")
+        return app

@@ -1,0 +1,145 @@
+"""The engine: settings → store, services, intake and watcher, and the loop that runs them.
+
+``consentflow run`` builds one :class:`Engine` and calls :meth:`Engine.run`. Start-up
+order matters: check the schema and the folders, finish what a crash left behind
+(outbox copies, ``.processing/``, auto-approvals), then watch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from workflow.applications import Applications, Sealer
+from workflow.config import Settings
+from workflow.intake import Claimed, Intake, Processor
+from workflow.store import Store
+from workflow.watching import WatchConfig, Watcher
+
+HEARTBEAT_S = 60.0
+
+log = logging.getLogger("consentflow")
+
+
+class Engine:
+    """Everything ``run`` needs, built once per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        sealer: Sealer | None = None,
+        signed_processor: Callable[[Applications], Processor] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.database_url, clock=clock)
+        self.applications = Applications(self.store, settings, sealer=sealer, clock=clock)
+        processors: dict[str, Processor] = {"inbox": self.applications.receive_eoi}
+        folders = {"inbox": settings.inbox}
+        if signed_processor is not None:
+            processors["signed"] = signed_processor(self.applications)
+            folders["signed"] = settings.signed
+        self.intake = Intake(
+            self.store,
+            folders=folders,
+            failed_dir=settings.failed,
+            processors=processors,
+            settings=settings.intake,
+        )
+        self.watch_config = WatchConfig(
+            folders=tuple(folders.values()),
+            stability_s=settings.intake.stability_ms / 1000,
+            polling_interval_s=settings.intake.polling_interval_s,
+            rescan_interval_s=settings.intake.rescan_interval_s,
+        )
+
+    def start(self) -> None:
+        """Check the schema and the folders and recover from an earlier crash."""
+        for folder in (self.settings.outbox, self.settings.archive, self.settings.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.store.ensure_schema()
+        self.intake.prepare()
+        restored = self.applications.restore_outbox()
+        if restored:
+            log.info("restored %d consent(s) to outbox/ after a crash", restored)
+        self.intake.recover()
+        issued = self.applications.issue_pending_auto()
+        if issued:
+            log.info("issued %d consent(s) left pending by a crash", issued)
+
+    def run_once(self) -> None:
+        """Process what is in the folders now, then return (``run --once``)."""
+        self.start()
+        for folder in self.intake.folders.values():
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and self._wanted(path):
+                    self.intake.offer(path)
+        self.intake.tick()
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Watch and process until ``stop`` is set (or forever)."""
+        stop = stop or threading.Event()
+        self.start()
+        watcher = Watcher(self.watch_config, log=logging.getLogger("consentflow.watch"))
+        watcher.start()
+        log.info(
+            "watching %s via %s (review = %s, database %s)",
+            ", ".join(str(folder) for folder in self.watch_config.folders),
+            watcher.mode,
+            self.settings.review.mode,
+            self.store.engine.url.render_as_string(hide_password=True),
+        )
+        last_beat = time.monotonic()
+        try:
+            while not stop.is_set():
+                for path in watcher.ready(timeout=0.2):
+                    self.intake.offer(path)
+                    watcher.forget(path)
+                self.intake.tick()
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    last_beat = time.monotonic()
+                    self._heartbeat(watcher)
+        finally:
+            watcher.stop()
+            log.info("stopped")
+
+    def _heartbeat(self, watcher: Watcher) -> None:
+        status = watcher.status()
+        stats = self.intake.stats
+        log.info(
+            "heartbeat: watching %s via %s, %s waiting, %d pending, last rescan %s; "
+            "since start %d claimed, %d done, %d failed",
+            ", ".join(str(folder) for folder in self.watch_config.folders),
+            status.get("mode"),
+            status.get("pending"),
+            self.intake.pending,
+            status.get("last_rescan") or "never",
+            stats.claimed,
+            stats.done,
+            stats.failed,
+        )
+
+    def _wanted(self, path: Path) -> bool:
+        name = path.name.lower()
+        if any(fnmatch.fnmatch(name, pattern.lower()) for pattern in self.watch_config.ignore):
+            return False
+        return any(fnmatch.fnmatch(name, pattern.lower()) for pattern in self.watch_config.patterns)
+
+    def close(self) -> None:
+        """Release the database."""
+        self.store.close()
+
+
+def now_utc() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+__all__ = ["Claimed", "Engine", "now_utc"]
