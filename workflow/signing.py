@@ -1,0 +1,200 @@
+"""Sign a consent into ``CommissionSignature`` and seal issued consents (SPEC §6, §7).
+
+:class:`Signer` parses a PKCS#12 key once and is reused for every document: pyHanko's
+``SimpleSigner`` re-parses the key on each signature (about 29 ms for RSA-2048) and,
+without ``bytes_reserved``, signs every document twice to size ``/Contents`` — the
+measured 5x penalty in ../shared/notes/prototype.md. Both are avoided here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.serialization import pkcs12
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import fields, signers
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+from pyhanko_certvalidator.util import get_pyca_cryptography_hash
+
+#: The empty field of every issued consent, and the invisible field of the office seal.
+COMMISSION_FIELD = "CommissionSignature"
+SEAL_FIELD = "OfficeSeal"
+
+# Bytes for the signature value, the signed attributes and CMS framing beyond the
+# certificates themselves; hex digits for a timestamp token with its TSA certificates.
+_SIGNATURE_OVERHEAD = 3072
+_TIMESTAMP_RESERVE = 2 * 8192
+
+
+class SignerError(Exception):
+    """A signing key cannot be loaded or used; ``path`` names the PKCS#12 file if any."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class _CachedKeySigner(signers.SimpleSigner):
+    """pyHanko's SimpleSigner, signing with a key parsed once instead of per signature."""
+
+    def __init__(self, key: Any, **kwargs: Any) -> None:
+        self._pyca_key = key
+        super().__init__(**kwargs)
+
+    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
+        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm).signature_algo
+        hash_algo = get_pyca_cryptography_hash(digest_algorithm)
+        key = self._pyca_key
+        if mechanism == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPrivateKey):
+            return key.sign(data, PKCS1v15(), hash_algo)
+        if mechanism == "ecdsa" and isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(hash_algo))
+        result: bytes = super().sign_raw(data, digest_algorithm)
+        return result
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A signing key with its certificate and chain, parsed once; reuse it for a batch.
+
+    ``bytes_reserved`` is the size of ``/Contents`` in hex digits, fixed in advance so
+    pyHanko does not make a dummy signature per document to measure it.
+    """
+
+    subject: str
+    sha256: str
+    bytes_reserved: int
+    _pyhanko: Any
+
+    @classmethod
+    def from_p12(cls, path: Path, passphrase: bytes | None = None) -> Signer:
+        """Load the key, certificate and chain from PKCS#12 file ``path``.
+
+        Raises :class:`SignerError` with a sentence naming the file when it cannot be
+        read, the passphrase is wrong, or it holds no key and certificate.
+        """
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise SignerError(
+                f"Cannot read the PKCS#12 file {path}: {exc.strerror}.", path
+            ) from exc
+        try:
+            key, cert, extra = pkcs12.load_key_and_certificates(raw, passphrase)
+        except ValueError as exc:
+            raise SignerError(
+                f"Cannot open the PKCS#12 file {path}: wrong passphrase or not a PKCS#12 "
+                "file. Pass the passphrase the file was exported with.",
+                path,
+            ) from exc
+        if key is None or cert is None:
+            raise SignerError(
+                f"The PKCS#12 file {path} holds no private key with its certificate.", path
+            )
+        return cls.from_key(key, cert, list(extra))
+
+    @classmethod
+    def from_key(
+        cls, key: Any, certificate: x509.Certificate, chain: list[x509.Certificate]
+    ) -> Signer:
+        """Build a signer from ``cryptography`` objects (key, certificate, CA chain)."""
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise SignerError(f"Unsupported key type {type(key).__name__}: use RSA or ECDSA.")
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        chain_der = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+        # pyhanko_certvalidator leaves this constructor unannotated.
+        store = SimpleCertificateStore.from_certs(  # type: ignore[no-untyped-call]
+            [asn1_x509.Certificate.load(c) for c in chain_der]
+        )
+        pkcs8 = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        inner = _CachedKeySigner(
+            key,
+            signing_cert=asn1_x509.Certificate.load(der),
+            signing_key=asn1_keys.PrivateKeyInfo.load(pkcs8),
+            cert_registry=store,
+        )
+        # pyHanko counts the reservation in hex digits of /Contents: two per DER byte.
+        size = 2 * (len(der) + sum(len(c) for c in chain_der) + _SIGNATURE_OVERHEAD)
+        return cls(
+            subject=certificate.subject.rfc4514_string(),
+            sha256=hashlib.sha256(der).hexdigest(),
+            bytes_reserved=size,
+            _pyhanko=inner,
+        )
+
+
+def sign_consent(
+    data: bytes,
+    signer: Signer,
+    *,
+    field: str = COMMISSION_FIELD,
+    timestamp_url: str | None = None,
+) -> bytes:
+    """Sign consent ``data`` into its existing empty ``field``, as one incremental revision.
+
+    The issued bytes stay an exact prefix of the result. With ``timestamp_url`` an RFC
+    3161 timestamp from that authority is embedded. Not for use inside a running event
+    loop (pyHanko's synchronous API runs its own).
+    """
+    _require_empty_field(data, field)
+    meta = signers.PdfSignatureMetadata(
+        field_name=field,
+        md_algorithm="sha256",
+        subfilter=fields.SigSeedSubFilter.PADES,
+    )
+    timestamper = HTTPTimeStamper(timestamp_url) if timestamp_url else None
+    reserved = signer.bytes_reserved + (_TIMESTAMP_RESERVE if timestamp_url else 0)
+    return _sign(data, signers.PdfSigner(meta, signer._pyhanko, timestamper=timestamper), reserved)
+
+
+def certify(data: bytes, seal: Signer) -> bytes:
+    """Certify an issued consent with the office seal (DocMDP: form filling and signing).
+
+    The seal goes into a new invisible ``OfficeSeal`` field. The empty
+    ``CommissionSignature`` field must already exist: pyHanko (like a strict reader)
+    rejects signature fields created after a certification.
+    """
+    _require_empty_field(data, COMMISSION_FIELD)
+    meta = signers.PdfSignatureMetadata(
+        field_name=SEAL_FIELD,
+        md_algorithm="sha256",
+        subfilter=fields.SigSeedSubFilter.PADES,
+        certify=True,
+        docmdp_permissions=fields.MDPPerm.FILL_FORMS,
+    )
+    pdf_signer = signers.PdfSigner(
+        meta, seal._pyhanko, new_field_spec=fields.SigFieldSpec(SEAL_FIELD)
+    )
+    return _sign(data, pdf_signer, seal.bytes_reserved)
+
+
+def _sign(data: bytes, pdf_signer: Any, reserved: int) -> bytes:
+    writer = IncrementalPdfFileWriter(BytesIO(data), strict=True)
+    out = BytesIO()
+    pdf_signer.sign_pdf(writer, output=out, bytes_reserved=reserved)
+    return out.getvalue()
+
+
+def _require_empty_field(data: bytes, name: str) -> None:
+    writer = IncrementalPdfFileWriter(BytesIO(data), strict=True)
+    empty = list(fields.enumerate_sig_fields(writer, filled_status=False, with_name=name))
+    if not empty:
+        raise SignerError(
+            f"The document has no empty signature field named {name}; only a consent "
+            "issued by consentflow (and not yet signed) can be signed or sealed."
+        )
