@@ -65,6 +65,9 @@ class IntakeSettings(_Section):
         8, ge=1, description="attempts for transient errors before the file goes to failed/"
     )
     retry_backoff_s: float = Field(2, gt=0, description="first retry delay; doubles each attempt")
+    lease_s: float = Field(
+        60, gt=0, description="a worker's hold on a claimed file; another resumes it after this"
+    )
 
 
 class ReviewSettings(_Section):

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from workflow.applications import Applications, Sealer
 from workflow.config import Settings
 from workflow.intake import Claimed, Intake, Processor
@@ -64,7 +66,7 @@ class Engine:
         """Check the schema and the folders and recover from an earlier crash."""
         for folder in (self.settings.outbox, self.settings.archive, self.settings.failed):
             folder.mkdir(parents=True, exist_ok=True)
-        self.store.ensure_schema()
+        self._wait_for_database()
         self.intake.prepare()
         restored = self.applications.restore_outbox()
         if restored:
@@ -73,6 +75,21 @@ class Engine:
         issued = self.applications.issue_pending_auto()
         if issued:
             log.info("issued %d consent(s) left pending by a crash", issued)
+
+    def _wait_for_database(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                self.store.ensure_schema()
+                return
+            except OperationalError as exc:
+                log.warning(
+                    "database unavailable (%s); retrying in %.0f s",
+                    str(exc).splitlines()[0][:200],
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def run_once(self) -> None:
         """Process what is in the folders now, then return (``run --once``)."""
@@ -100,15 +117,24 @@ class Engine:
         try:
             while not stop.is_set():
                 for path in watcher.ready(timeout=0.2):
-                    self.intake.offer(path)
+                    self._guarded(self.intake.offer, path)
                     watcher.forget(path)
-                self.intake.tick()
+                self._guarded(self.intake.tick)
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
                     last_beat = time.monotonic()
                     self._heartbeat(watcher)
         finally:
             watcher.stop()
             log.info("stopped")
+
+    def _guarded(self, step: Callable[..., None], *args: Path) -> None:
+        # Whatever one file does (a full disk while writing failed/, a bug), the loop
+        # goes on: the file stays in .processing/ and the lease sweep resumes it.
+        try:
+            step(*args)
+        except Exception:
+            log.exception("error in the intake loop; the file stays claimed and is resumed later")
+            time.sleep(0.5)
 
     def _heartbeat(self, watcher: Watcher) -> None:
         status = watcher.status()

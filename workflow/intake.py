@@ -16,10 +16,12 @@ database errors are retried with exponential backoff.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
 import secrets
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -27,12 +29,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from workflow.archive import fsync_dir, safe_name, unique_path, write_atomic
 from workflow.config import IntakeSettings
 from workflow.states import Actor
-from workflow.store import Store, sha256_file
+from workflow.store import IntakeItem, Store, sha256_file
 
 PROCESSING = ".processing"
 _HEAD_BYTES = 1024
@@ -123,6 +125,8 @@ class Intake:
         self.log = log or logging.getLogger("consentflow.intake")
         self.clock = clock
         self.max_bytes = int(settings.max_file_mb * 1024 * 1024)
+        self.worker = worker_id()
+        self._next_sweep = 0.0
         self._deferred: dict[Path, _Deferred] = {}
         self._retries: dict[int, _Retry] = {}
         self.stats = IntakeStats()
@@ -148,38 +152,102 @@ class Intake:
                 )
 
     def recover(self) -> None:
-        """Re-drive every file left in ``.processing/`` by a crash, as the ledger says."""
+        """Resume the work of dead workers (or of this host's crashed run), as the ledger says.
+
+        A ledger row whose lease expired, or whose owner was a process on this host that
+        is no longer running, is leased to this worker and driven to its end. Files in
+        ``.processing/`` without a ledger row (a crash between the rename and the
+        insert) are recorded first, once they are older than a lease.
+        """
+        self._next_sweep = self.clock() + self.settings.lease_s / 3
+        self._adopt_orphans()
+        try:
+            with self.store.tx() as tx:
+                taken = tx.take_over(
+                    owner=self.worker, lease_until=self._lease_until(), expired=self._expired
+                )
+                work = [(item.id, item.folder, item.claimed_name, item.original_name,
+                         item.status) for item in taken]  # fmt: skip
+        except (OperationalError, DBAPIError) as exc:
+            self.log.warning("database unavailable (%s); recovery postponed", _short(exc))
+            return
+        for item_id, folder_name, claimed_name, original, _ in work:
+            assert item_id is not None
+            if item_id in self._retries:
+                continue  # ours, waiting for its retry
+            path = self.folders[folder_name] / PROCESSING / claimed_name
+            if not path.is_file():
+                self.log.error(
+                    "%s: ledger item %d is claimed but %s is missing; recording it as failed",
+                    original,
+                    item_id,
+                    path,
+                )
+                with self.store.tx() as tx:
+                    item = tx.get_item(item_id)
+                    if item is not None and item.status == "claimed":
+                        tx.finish_item(item, status="failed", outcome=None, sha256=None)
+                continue
+            self.log.info("resuming %s (item %d)", original, item_id)
+            self._process(Claimed(item_id, folder_name, path, original, path.stat().st_size))
+
+    def _adopt_orphans(self) -> None:
         for folder_name, folder in self.folders.items():
             for path in sorted((folder / PROCESSING).iterdir()):
                 if not path.is_file() or path.name.startswith("."):
                     continue
-                self._recover_one(folder_name, path)
+                item = self.store.item_by_claim(path.name)
+                if item is None:
+                    if not self._orphan_is_abandoned(path):
+                        continue  # another worker may be between its rename and its insert
+                    original = path.name.split("__", 1)[-1]
+                    self.log.info("recovered %s from .processing (no ledger row yet)", original)
+                    try:
+                        self._record_claim(folder_name, path, original)
+                    except IntegrityError:
+                        continue  # another worker recorded it first
+                elif item.status in ("done", "duplicate"):
+                    self.log.info(
+                        "finishing %s: already %s (%s)",
+                        item.original_name,
+                        item.status,
+                        item.outcome,
+                    )
+                    _remove(path)
+                elif item.status == "failed":
+                    target = self.failed_dir / (item.outcome or safe_name(item.original_name))
+                    self.log.info("finishing %s: moving to %s", item.original_name, target)
+                    path.replace(target)
+                    fsync_dir(self.failed_dir)
 
-    def _recover_one(self, folder_name: str, path: Path) -> None:
-        item = self.store.item_by_claim(path.name)
-        if item is None:
-            # Crashed between the rename and the ledger insert: record it now.
-            original = path.name.split("__", 1)[-1]
-            claimed = self._record_claim(folder_name, path, original)
-            self.log.info("recovered %s from .processing (no ledger row yet)", original)
-            self._process(claimed)
-            return
-        assert item.id is not None
-        if item.status in ("done", "duplicate"):
-            self.log.info(
-                "finishing %s: already %s (%s)", item.original_name, item.status, item.outcome
-            )
-            _remove(path)
-        elif item.status == "failed":
-            target = self.failed_dir / (item.outcome or safe_name(item.original_name))
-            self.log.info("finishing %s: moving to %s", item.original_name, target)
-            path.replace(target)
-            fsync_dir(self.failed_dir)
-        else:
-            self.log.info("resuming %s (attempt %d)", item.original_name, item.attempts + 1)
-            self._process(
-                Claimed(item.id, folder_name, path, item.original_name, path.stat().st_size)
-            )
+    def _orphan_is_abandoned(self, path: Path) -> bool:
+        # The claim name is "<time ns hex>.<pid>.<host tag>__<name>": a claim made by a
+        # process of this host that no longer runs, or older than a lease, will never be
+        # recorded by its claimant.
+        stamp, _, _ = path.name.partition("__")
+        parts = stamp.split(".")
+        if len(parts) != 3 or not parts[1].isdigit():
+            return True
+        try:
+            claimed_ns = int(parts[0], 16)
+        except ValueError:
+            return True
+        if time.time_ns() - claimed_ns > self.settings.lease_s * 1e9:
+            return True
+        pid = int(parts[1])
+        return parts[2] == HOST_TAG and pid != os.getpid() and not _pid_alive(pid)
+
+    def _expired(self, item: IntakeItem) -> bool:
+        if item.owner == self.worker:
+            return False
+        if item.lease_until is None or item.owner is None:
+            return True
+        if item.lease_until < datetime.now(UTC):
+            return True
+        return not owner_alive(item.owner)
+
+    def _lease_until(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.settings.lease_s)
 
     # -- the loop's entry points ------------------------------------------------------
 
@@ -229,6 +297,16 @@ class Intake:
                 del self._retries[item_id]
                 self.stats.retried += 1
                 self._process(retry.claimed, attempts=retry.attempts)
+        if now >= self._next_sweep:
+            self._renew_leases()
+            self.recover()
+
+    def _renew_leases(self) -> None:
+        try:
+            with self.store.tx() as tx:
+                tx.renew(list(self._retries), owner=self.worker, lease_until=self._lease_until())
+        except (OperationalError, DBAPIError) as exc:
+            self.log.warning("database unavailable (%s); leases not renewed", _short(exc))
 
     @property
     def pending(self) -> int:
@@ -240,7 +318,7 @@ class Intake:
     def claim(self, folder_name: str, path: Path) -> Claimed | None:
         """Rename ``path`` into ``.processing/`` and record it; ``None`` if it is gone."""
         original = path.name
-        claim_name = f"{time.time_ns():x}{secrets.token_hex(3)}__{safe_name(original)}"
+        claim_name = f"{time.time_ns():x}.{os.getpid()}.{HOST_TAG}__{safe_name(original)}"
         target = self.folders[folder_name] / PROCESSING / claim_name
         try:
             path.rename(target)  # the lock: a second claimant's rename fails
@@ -261,6 +339,8 @@ class Intake:
                         original_name=original,
                         claimed_name=target.name,
                         size=size,
+                        owner=self.worker,
+                        lease_until=self._lease_until(),
                     )
                     assert item.id is not None
                     item_id = item.id
@@ -361,7 +441,11 @@ class Intake:
             try:
                 with self.store.tx() as tx:
                     item = tx.get_item(claimed.item_id)
-                    assert item is not None
+                    if item is None or item.status != "claimed":
+                        # Another worker finished it after our lease lapsed; keep its outcome.
+                        target.with_name(target.name + ".error.json").unlink(missing_ok=True)
+                        _remove(claimed.path)
+                        return
                     tx.finish_item(item, status="failed", outcome=target.name, sha256=sha256)
                     tx.append_event(
                         "file_failed",
@@ -422,6 +506,36 @@ class Intake:
             entry.logged = True
             self.stats.deferred += 1
             self.log.info("waiting for %s to finish (not yet a whole PDF)", path.name)
+
+
+#: Short tag of this host in claim names (a hostname can be long or contain dots).
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_id() -> str:
+    """This process's name in leases: ``host:pid:random`` (the random part survives pid reuse)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether a lease owner may still be running: false only for a gone process of this host."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another host: only its lease expiry can tell
+    if int(pid_text) == os.getpid():
+        return False  # an earlier intake of this process (the caller checks its own name)
+    return _pid_alive(int(pid_text))
 
 
 def retry_failed(failed_dir: Path, folders: dict[str, Path], names: Iterable[str]) -> list[str]:

@@ -536,7 +536,14 @@ class Tx:
     # -- intake ledger -------------------------------------------------------------
 
     def claim_item(
-        self, *, folder: str, original_name: str, claimed_name: str, size: int
+        self,
+        *,
+        folder: str,
+        original_name: str,
+        claimed_name: str,
+        size: int,
+        owner: str,
+        lease_until: datetime,
     ) -> IntakeItem:
         """Record a file just renamed into ``.processing/`` (or return its existing row)."""
         existing = self.session.exec(
@@ -550,11 +557,52 @@ class Tx:
             claimed_name=claimed_name,
             size=size,
             status="claimed",
+            owner=owner,
+            lease_until=lease_until,
             claimed_at=self.now(),
         )
         self.session.add(item)
         self.session.flush()
         return item
+
+    def take_over(
+        self, *, owner: str, lease_until: datetime, expired: Callable[[IntakeItem], bool]
+    ) -> list[IntakeItem]:
+        """Lease every unfinished ledger row for which ``expired`` holds to ``owner``.
+
+        Rows another worker holds locked right now are skipped (``SKIP LOCKED`` on
+        PostgreSQL; SQLite's single writer lock serialises this transaction instead).
+        """
+        rows = self.session.exec(
+            select(IntakeItem)
+            .where(IntakeItem.status == "claimed")
+            .order_by(col(IntakeItem.id))
+            .with_for_update(skip_locked=True)
+        ).all()
+        taken = []
+        for item in rows:
+            if item.owner == owner or expired(item):
+                item.owner = owner
+                item.lease_until = lease_until
+                self.session.add(item)
+                taken.append(item)
+        self.session.flush()
+        return taken
+
+    def renew(self, item_ids: Sequence[int], *, owner: str, lease_until: datetime) -> None:
+        """Extend the leases ``owner`` holds on these ledger rows."""
+        if not item_ids:
+            return
+        rows = self.session.exec(
+            select(IntakeItem).where(
+                col(IntakeItem.id).in_(list(item_ids)),
+                IntakeItem.owner == owner,
+                IntakeItem.status == "claimed",
+            )
+        ).all()
+        for item in rows:
+            item.lease_until = lease_until
+            self.session.add(item)
 
     def get_item(self, item_id: int, *, lock: bool = True) -> IntakeItem | None:
         """A ledger row, row-locked until commit."""
@@ -579,12 +627,6 @@ class Tx:
         for row in rows:
             self.session.add(row)
         self.session.flush()
-
-    def pending_items(self, folder: str) -> Sequence[IntakeItem]:
-        """Ledger rows not yet final for a folder."""
-        return self.session.exec(
-            select(IntakeItem).where(IntakeItem.folder == folder, IntakeItem.status == "claimed")
-        ).all()
 
 
 def _make_engine(url: str) -> Engine:
