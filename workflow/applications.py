@@ -26,7 +26,8 @@ from workflow.archive import Archive, write_atomic
 from workflow.config import Settings
 from workflow.intake import Claimed, PermanentError
 from workflow.states import Actor, State, TransitionError
-from workflow.store import Application, Store, org_key
+from workflow.store import Application, Document, Store, Tx, org_key
+from workflow.verification import IssuedConsent, SignatureReport, Verifier
 
 #: Seals (certifies) issued consent bytes; ``None`` when no office seal is configured.
 Sealer = Callable[[bytes], bytes]
@@ -55,6 +56,7 @@ class Applications:
         settings: Settings,
         *,
         sealer: Sealer | None = None,
+        verifier: Verifier | None = None,
         log: logging.Logger | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -62,6 +64,7 @@ class Applications:
         self.settings = settings
         self.archive = Archive(settings.archive)
         self.sealer = sealer
+        self.verifier = verifier
         self.log = log or logging.getLogger("consentflow.applications")
         self.clock = clock or (lambda: datetime.now(UTC))
 
@@ -167,13 +170,136 @@ class Applications:
             reference, state, auto = app.reference, State(app.state), not app.findings
 
         if state is State.AWAITING_REVIEW and auto and self.settings.review.mode == "auto":
-            self.issue(reference, actor=Actor.SYSTEM, reason='review = "auto": no findings')
+            try:
+                self.issue(reference, actor=Actor.SYSTEM, reason='review = "auto": no findings')
+            except TransitionError:
+                return f"{reference} (issued by another worker)"
             return f"{reference} consent_issued"
         return f"{reference} {state}"
 
-    def _known_document(self, sha256: str) -> object | None:
+    def _known_document(self, sha256: str) -> Document | None:
         with self.store.tx() as tx:
             return tx.find_document(sha256)
+
+    @staticmethod
+    def _duplicate(tx: Tx, claimed: Claimed, known: Document, sha256: str) -> str:
+        """Record a file whose exact bytes were received before; finish its ledger row."""
+        item = tx.get_item(claimed.item_id)
+        assert item is not None
+        original = tx.application_by_id(known.application_id) if known.application_id else None
+        duplicate_of = (original.reference if original else None) or known.sha256[:12]
+        tx.append_event(
+            "duplicate",
+            actor=Actor.SYSTEM,
+            reference=duplicate_of,
+            reason=f"the same file was received again as {claimed.original_name}",
+            data={"file": claimed.original_name, "sha256": sha256, "folder": claimed.folder},
+        )
+        tx.finish_item(item, status="duplicate", outcome=duplicate_of, sha256=sha256)
+        return f"duplicate of {duplicate_of}"
+
+    # -- the Commission's signature -------------------------------------------------------
+
+    def issued_lookup(self, sha256: str) -> IssuedConsent | None:
+        """The issued consent whose exact bytes have this SHA-256 (binding, SPEC §7 rule 1)."""
+        app = self.store.issued_by_sha256(sha256)
+        if app is None or app.reference is None:
+            return None
+        return IssuedConsent(app.reference, sha256, self.archive.get(sha256))
+
+    def verify(self, data: bytes) -> SignatureReport:
+        """Verify a signed consent against the issued consents, recording nothing."""
+        if self.verifier is None:
+            raise DecisionError("signature verification is not configured")
+        return self.verifier.verify_sync(data, self.issued_lookup)
+
+    def receive_signed(self, claimed: Claimed) -> str:
+        """Processor for ``signed/``: verify; a match makes the application ``signed``.
+
+        A rejected file is recorded as an attempt (report and event) on the application
+        it names, which stays ``consent_issued``, and goes to ``failed/`` with its report.
+        """
+        data = claimed.path.read_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
+        known = self._known_document(sha256)
+        if known is not None:
+            with self.store.tx() as tx:
+                return self._duplicate(tx, claimed, known, sha256)
+        report = self.verify(data)
+        self.archive.put(data)
+        report_json = report.to_json()
+        evidence = report_json.pop("etsi_report_xml", None)
+        failed = [check for check in report.checks if not check.ok]
+        with self.store.tx() as tx:
+            item = tx.get_item(claimed.item_id)
+            if item is None or item.status != "claimed":
+                return f"already {item.status if item else 'gone'}"
+            app = tx.get_application(report.reference) if report.reference else None
+            if report.accepted and app is not None and app.state == State.CONSENT_ISSUED:
+                assert app.id is not None
+                tx.add_document(
+                    sha256=sha256,
+                    kind="signed",
+                    size=len(data),
+                    original_name=claimed.original_name,
+                    application_id=app.id,
+                )
+                tx.add_signature_report(
+                    application_id=app.id,
+                    sha256=sha256,
+                    accepted=True,
+                    report=report_json,
+                    etsi_report_xml=evidence if isinstance(evidence, str) else None,
+                )
+                app.signed_sha256 = sha256
+                tx.move(
+                    app,
+                    State.SIGNED,
+                    actor=Actor.COMMISSION,
+                    reason=f"signed by {report.signer_subject}",
+                    data={
+                        "sha256": sha256,
+                        "signer": report.signer_subject,
+                        "signer_sha256": report.signer_sha256,
+                        "indication": report.indication,
+                        "file": claimed.original_name,
+                    },
+                )
+                tx.finish_item(item, status="done", outcome=app.reference, sha256=sha256)
+                return f"{app.reference} signed by {report.signer_subject}"
+            if report.accepted and app is not None:
+                reason = f"{app.reference} is already {app.state}; this signed copy changes nothing"
+                code = "already_signed"
+            else:
+                reason = failed[0].message if failed else "the signature was not accepted"
+                code = failed[0].code if failed else "rejected"
+            if not tx.has_signature_report(sha256):
+                tx.add_signature_report(
+                    application_id=app.id if app is not None else None,
+                    sha256=sha256,
+                    accepted=False,
+                    report=report_json,
+                    etsi_report_xml=evidence if isinstance(evidence, str) else None,
+                )
+                tx.append_event(
+                    "signature_rejected",
+                    actor=Actor.SYSTEM,
+                    reference=app.reference if app is not None else None,
+                    reason=reason,
+                    data={
+                        "file": claimed.original_name,
+                        "sha256": sha256,
+                        "failed_checks": [check.code for check in failed],
+                        "indication": report.indication,
+                        "subindication": report.subindication,
+                    },
+                )
+        raise PermanentError(
+            code,
+            f"The signed consent was not accepted: {reason}",
+            "; ".join(f"{check.code}: {check.message}" for check in failed),
+            {"report": report_json},
+        )
 
     # -- the office's decisions ---------------------------------------------------------
 
@@ -262,7 +388,7 @@ class Applications:
         return issued
 
     @staticmethod
-    def _locked(tx: Any, reference: str) -> Application:
+    def _locked(tx: Tx, reference: str) -> Application:
         app: Application | None = tx.get_application(reference)
         if app is None:
             raise DecisionError(f"no application {reference}")

@@ -26,8 +26,10 @@ from forms.eoi import FORM_NAME, FORM_VERSION, Lang
 from forms.errors import UnusableDocument
 from workflow.config import ConfigError, Settings, load_settings
 from workflow.intake import FolderError
+from workflow.signing import SignerError
 from workflow.states import State, TransitionError
 from workflow.store import SchemaError, Store
+from workflow.verification import TrustRootError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -83,6 +85,8 @@ def _errors() -> Iterator[None]:
         _fail(str(exc), 1)
     except LookupError as exc:
         _fail(str(exc).strip("'\""), 1)
+    except (SignerError, TrustRootError) as exc:
+        _fail(str(exc), 78)
 
 
 def _store(settings: Settings) -> Store:
@@ -112,11 +116,13 @@ def run(
         stream=sys.stderr,
     )
     logging.getLogger("watchdog").setLevel(logging.WARNING)
+    # pyHanko logs every rejected signature with a traceback at WARNING; the verdict
+    # and its reasons are in our own log line and the stored report.
+    for name in ("pyhanko", "pyhanko_certvalidator"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     with _errors():
         settings = _settings()
-        engine = Engine(
-            settings, sealer=_sealer(settings), signed_processor=_signed_processor(settings)
-        )
+        engine = Engine(settings)
         if once:
             engine.run_once()
             return
@@ -124,14 +130,6 @@ def run(
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         engine.run(stop)
-
-
-def _sealer(settings: Settings) -> Any:
-    return None
-
-
-def _signed_processor(settings: Settings) -> Any:
-    return None
 
 
 # -- the office's view ---------------------------------------------------------------------
@@ -284,11 +282,11 @@ def approve(
     ] = None,
 ) -> None:
     """Confirm eligibility: the consent PDF is issued into outbox/ at once."""
-    from workflow.applications import Applications  # noqa: PLC0415
+    from workflow.engine import build_applications  # noqa: PLC0415
 
     with _errors():
         settings = _settings()
-        services = Applications(_store(settings), settings, sealer=_sealer(settings))
+        services = build_applications(_store(settings), settings)
         try:
             issued = services.approve(reference, actor=by or getpass.getuser())
         except Exception as exc:
@@ -309,7 +307,7 @@ def reject(
 
     with _errors():
         settings = _settings()
-        services = Applications(_store(settings), settings)
+        services = Applications(_store(settings), settings)  # no seal or verifier needed
         try:
             services.reject(reference, actor=by or getpass.getuser(), reason=reason)
         except Exception as exc:
@@ -461,6 +459,83 @@ def check(file: Path, as_json: JsonOpt = False) -> None:
         for finding in findings:
             typer.echo(f"  finding [{finding.code}]: {finding.message}")
     raise typer.Exit(0 if result.valid else 1)
+
+
+# -- signatures ------------------------------------------------------------------------------
+
+
+@app.command()
+def verify(file: Path, as_json: JsonOpt = False) -> None:
+    """Verify a signed consent without recording it: exit 0 accepted, 1 rejected, 2 unusable."""
+    from workflow.engine import build_applications  # noqa: PLC0415
+
+    for name in ("pyhanko", "pyhanko_certvalidator"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    with _errors():
+        settings = _settings()
+        services = build_applications(_store(settings), settings)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}", 2)
+    report = services.verify(data)
+    unusable = any(
+        check.code in {"not_pdf", "unusable"} and not check.ok for check in report.checks
+    )
+    document = report.to_json()
+    document.pop("etsi_report_xml", None)
+    if as_json:
+        _print_json(document)
+    else:
+        verdict = "accepted" if report.accepted else "REJECTED"
+        typer.echo(f"{file}: {verdict} ({report.indication}/{report.subindication or '-'})")
+        typer.echo(f"  reference: {report.reference or '(not issued here)'}")
+        typer.echo(f"  signer: {report.signer_subject} (sha256 {report.signer_sha256})")
+        for check in report.checks:
+            typer.echo(f"  [{'ok' if check.ok else 'FAIL'}] {check.code}: {check.message}")
+    raise typer.Exit(0 if report.accepted else 2 if unusable else 1)
+
+
+@app.command()
+def sign(
+    source: Annotated[Path, typer.Argument(metavar="IN", help="The issued consent PDF.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write the signed PDF.")],
+    p12: Annotated[Path, typer.Option("--p12", help="The signer's PKCS#12 file.")],
+    passphrase_env: Annotated[
+        str | None,
+        typer.Option("--passphrase-env", help="Environment variable holding the passphrase."),
+    ] = None,
+    timestamp_url: Annotated[
+        str | None, typer.Option("--timestamp-url", help="RFC 3161 timestamp authority.")
+    ] = None,
+) -> None:
+    """Sign a consent into CommissionSignature (for a signer with a PKCS#12 file)."""
+    import os  # noqa: PLC0415
+
+    from workflow.signing import Signer, sign_consent  # noqa: PLC0415
+
+    with _errors():
+        passphrase = os.environ.get(passphrase_env) if passphrase_env else None
+        if passphrase_env and passphrase is None:
+            _fail(f"the environment variable {passphrase_env} is not set", 2)
+        signer = Signer.from_p12(p12, passphrase.encode() if passphrase else None)
+        try:
+            signed = sign_consent(source.read_bytes(), signer, timestamp_url=timestamp_url)
+        except OSError as exc:
+            _fail(f"cannot read {source}: {exc.strerror}", 2)
+    out.write_bytes(signed)
+    typer.echo(f"signed {source} -> {out} as {signer.subject}")
+
+
+@app.command("demo-pki")
+def demo_pki(directory: Path) -> None:
+    """Make a DEMO Commission CA, signer and office seal (never for production)."""
+    from workflow.demo_pki import make_demo_pki  # noqa: PLC0415
+
+    pki = make_demo_pki(directory)
+    typer.echo(f"wrote a DEMO PKI (not for production) to {directory}")
+    typer.echo("add these lines to consentflow.toml:\n")
+    typer.echo(pki.config_text)
 
 
 def main() -> None:

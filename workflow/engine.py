@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
@@ -20,7 +21,9 @@ from sqlalchemy.exc import OperationalError
 from workflow.applications import Applications, Sealer
 from workflow.config import Settings
 from workflow.intake import Claimed, Intake, Processor
+from workflow.signing import Signer, certify
 from workflow.store import Store
+from workflow.verification import SignaturePolicy, Verifier
 from workflow.watching import WatchConfig, Watcher
 
 HEARTBEAT_S = 60.0
@@ -36,18 +39,16 @@ class Engine:
         settings: Settings,
         *,
         store: Store | None = None,
-        sealer: Sealer | None = None,
-        signed_processor: Callable[[Applications], Processor] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store or Store(settings.database_url, clock=clock)
-        self.applications = Applications(self.store, settings, sealer=sealer, clock=clock)
-        processors: dict[str, Processor] = {"inbox": self.applications.receive_eoi}
-        folders = {"inbox": settings.inbox}
-        if signed_processor is not None:
-            processors["signed"] = signed_processor(self.applications)
-            folders["signed"] = settings.signed
+        self.applications = build_applications(self.store, settings, clock=clock)
+        processors: dict[str, Processor] = {
+            "inbox": self.applications.receive_eoi,
+            "signed": self.applications.receive_signed,
+        }
+        folders = {"inbox": settings.inbox, "signed": settings.signed}
         self.intake = Intake(
             self.store,
             folders=folders,
@@ -163,9 +164,45 @@ class Engine:
         self.store.close()
 
 
-def now_utc() -> datetime:
-    """The real clock."""
-    return datetime.now(UTC)
+def build_applications(
+    store: Store, settings: Settings, *, clock: Callable[[], datetime] | None = None
+) -> Applications:
+    """The application services with the office seal and the verifier the settings name.
+
+    The seal's key is parsed once here, not per consent. Raises
+    :class:`~workflow.signing.SignerError` or :class:`~workflow.verification.TrustRootError`
+    naming the file when a configured key or root cannot be read.
+    """
+    sealer: Sealer | None = None
+    seal_sha256: str | None = None
+    if settings.seal.p12 is not None:
+        passphrase = os.environ.get(settings.seal.passphrase_env)
+        seal = Signer.from_p12(
+            settings.resolve(settings.seal.p12), passphrase.encode() if passphrase else None
+        )
+        seal_sha256 = seal.sha256
+
+        def sealer(data: bytes) -> bytes:
+            return certify(data, seal)
+
+    signature = settings.signature
+    if not signature.trust_roots:
+        log.warning(
+            "no [signature] trust_roots configured: every file dropped in signed/ will be "
+            "rejected as untrusted (consentflow demo-pki shows the lines to add)"
+        )
+    verifier = Verifier(
+        SignaturePolicy(
+            trust_roots=tuple(settings.resolve(path) for path in signature.trust_roots),
+            signer_subject=signature.signer_subject,
+            signer_fingerprints=signature.signer_fingerprints,
+            revocation=signature.revocation,
+            fetch=signature.fetch,
+            require_timestamp=signature.require_timestamp,
+            seal_certificate_sha256=seal_sha256,
+        )
+    )
+    return Applications(store, settings, sealer=sealer, verifier=verifier, clock=clock)
 
 
-__all__ = ["Claimed", "Engine", "now_utc"]
+__all__ = ["Claimed", "Engine", "build_applications"]

@@ -44,10 +44,13 @@ _TAIL_BYTES = 2048
 class PermanentError(Exception):
     """The file can never be processed as it is; it goes to ``failed/`` with ``code``."""
 
-    def __init__(self, code: str, message: str, detail: str = "") -> None:
+    def __init__(
+        self, code: str, message: str, detail: str = "", extra: dict[str, object] | None = None
+    ) -> None:
         self.code = code
         self.message = message
         self.detail = detail
+        self.extra = extra or {}
         super().__init__(f"{code}: {message}" + (f" ({detail})" if detail else ""))
 
 
@@ -368,7 +371,7 @@ class Intake:
                 )
             outcome = processor(claimed)
         except PermanentError as exc:
-            self._fail(claimed, exc.code, exc.message, exc.detail)
+            self._fail(claimed, exc.code, exc.message, exc.detail, exc.extra)
             return
         except (TransientError, OperationalError, DBAPIError, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno not in _TRANSIENT_ERRNOS:
@@ -418,7 +421,14 @@ class Intake:
             pass  # the schedule below is enough; the ledger row is updated on success
         self._retries[claimed.item_id] = _Retry(claimed, attempts, self.clock() + delay)
 
-    def _fail(self, claimed: Claimed, code: str, message: str, detail: str) -> None:
+    def _fail(
+        self,
+        claimed: Claimed,
+        code: str,
+        message: str,
+        detail: str,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         """Send a file to ``failed/``: error.json, then ledger commit, then the move."""
         target = unique_path(self.failed_dir, safe_name(claimed.original_name))
         sha256 = sha256_file(claimed.path)
@@ -432,6 +442,7 @@ class Intake:
             "size": claimed.size,
             "item": claimed.item_id,
             "failed_at": datetime.now(UTC).isoformat(),
+            **(extra or {}),
         }
         write_atomic(
             target.with_name(target.name + ".error.json"),

@@ -511,6 +511,11 @@ class Tx:
             select(Application).where(Application.issued_sha256 == sha256)
         ).first()
 
+    def has_signature_report(self, sha256: str) -> bool:
+        """Whether a verification of these exact bytes was already recorded."""
+        query = select(SignatureReportRow.id).where(SignatureReportRow.sha256 == sha256)
+        return self.session.exec(query).first() is not None
+
     def add_signature_report(
         self,
         *,
