@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -53,8 +57,30 @@ def corpus_signatures() -> Path:
 POSTGRES_URL = os.environ.get("CONSENTFLOW_TEST_DATABASE_URL", "")
 
 
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of this test session's own on the test server, dropped at the end.
+
+    Each session makes its own, so two test runs (or a benchmark) sharing the server
+    never empty each other's tables.
+    """
+    if not POSTGRES_URL:
+        message = "CONSENTFLOW_TEST_DATABASE_URL is not set (.ci/run sets it)"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+
+    name = f"consentflow_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def _reset_postgres(url: str) -> None:
-    from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
     with engine.begin() as connection:
@@ -67,13 +93,9 @@ def _reset_postgres(url: str) -> None:
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)],
 )
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database: a SQLite file, or the test PostgreSQL emptied."""
+    """A fresh, empty database: a SQLite file, or this session's PostgreSQL database emptied."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'consentflow.db'}"
-    if not POSTGRES_URL:
-        message = "CONSENTFLOW_TEST_DATABASE_URL is not set (.ci/run sets it)"
-        if STRICT:
-            pytest.fail(message)
-        pytest.skip(message)
-    _reset_postgres(POSTGRES_URL)
-    return POSTGRES_URL
+    url: str = request.getfixturevalue("postgres_database")
+    _reset_postgres(url)
+    return url

@@ -105,6 +105,9 @@ def _print_json(value: Any) -> None:
 @app.command()
 def run(
     once: Annotated[bool, typer.Option("--once", help="Process what is there, then exit.")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes sharing the folders.")
+    ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
 ) -> None:
     """Watch inbox/ and signed/ and process every file that arrives."""
@@ -122,6 +125,10 @@ def run(
         logging.getLogger(name).setLevel(logging.ERROR)
     with _errors():
         settings = _settings()
+        if workers > 1:
+            from workflow.workers import supervise  # noqa: PLC0415
+
+            raise typer.Exit(supervise(settings, workers, once=once, verbose=verbose))
         engine = Engine(settings)
         if once:
             engine.run_once()

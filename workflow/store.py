@@ -26,7 +26,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, DateTime, Engine, TypeDecorator, event, inspect
+from sqlalchemy import JSON, DateTime, Engine, Index, TypeDecorator, event, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import NullPool
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
@@ -106,9 +106,11 @@ class IntakeItem(SQLModel, table=True):
     """The durable intake ledger: one row per file claimed from a watched folder."""
 
     __tablename__ = "intake_items"
+    __table_args__ = (Index("ix_intake_items_status_lease", "status", "lease_until"),)
 
     id: int | None = Field(default=None, primary_key=True)
     folder: str = Field(index=True)  # inbox | signed
+    source: str = Field(default="folder", sa_column_kwargs={"server_default": "folder"})
     original_name: str
     claimed_name: str = Field(unique=True)  # name inside .processing/
     size: int = 0
@@ -202,7 +204,8 @@ class Store:
 
     # -- schema -------------------------------------------------------------------
 
-    def _alembic_config(self) -> Config:
+    def alembic_config(self) -> Config:
+        """Alembic configuration bound to this store's engine."""
         config = Config()
         config.set_main_option("script_location", str(resources.files("workflow") / "migrations"))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
@@ -211,7 +214,7 @@ class Store:
 
     def head_revision(self) -> str:
         """The schema revision this code is written for."""
-        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
         assert head is not None
         return head
 
@@ -222,7 +225,7 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema (``consentflow db upgrade``)."""
-        command.upgrade(self._alembic_config(), revision)
+        command.upgrade(self.alembic_config(), revision)
 
     def ensure_schema(self) -> None:
         """Create a new database at the current schema; refuse one at another revision."""
