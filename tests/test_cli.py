@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,34 @@ def test_bad_configuration_names_the_key(tmp_path: Path) -> None:
     assert result.exit_code == 78
     assert "[review] mode" in result.stderr
     assert "CONSENTFLOW_REVIEW__MODE" in result.stderr
+
+
+def test_log_follow_prints_new_events_as_json_lines(processed: Path) -> None:
+    """`log -f --json` prints the recent events, then each new one as it is written."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "workflow", "--home", str(processed), "log", "-f", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    # If a line never comes, kill the follower so readline() returns instead of hanging.
+    guard = threading.Timer(60, follower.kill)
+    guard.start()
+    try:
+        assert follower.stdout is not None
+        first = [json.loads(follower.stdout.readline()) for _ in range(4)]
+        assert [event["kind"] for event in first] == ["received", "state", "received", "state"]
+        reference = _reference(processed, "Alpha Network")
+        assert cli(processed, "reject", reference, "--reason", "late", "--by", "eve")[0] == 0
+        event = json.loads(follower.stdout.readline())
+        assert (event["reference"], event["actor"], event["to_state"]) == (
+            reference,
+            "eve",
+            "ineligible",
+        )
+    finally:
+        guard.cancel()
+        follower.kill()
+        follower.wait()

@@ -89,6 +89,22 @@ def _errors() -> Iterator[None]:
         _fail(str(exc), 78)
 
 
+def _quiet_libraries() -> None:
+    """Keep library noise about hostile files out of the office's log.
+
+    pyHanko logs every rejected signature with a traceback at WARNING, pypdf every
+    repair it makes; the verdict and its reasons are in our own log line and the
+    stored report. pypdf's level must stay at WARNING (forms.reading counts its
+    repair warnings), so its records are dropped by a handler instead.
+    """
+    for name in ("pyhanko", "pyhanko_certvalidator"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    pypdf = logging.getLogger("pypdf")
+    pypdf.propagate = False
+    if not any(isinstance(handler, logging.NullHandler) for handler in pypdf.handlers):
+        pypdf.addHandler(logging.NullHandler())
+
+
 def _store(settings: Settings) -> Store:
     store = Store(settings.database_url)
     store.ensure_schema()
@@ -119,10 +135,7 @@ def run(
         stream=sys.stderr,
     )
     logging.getLogger("watchdog").setLevel(logging.WARNING)
-    # pyHanko logs every rejected signature with a traceback at WARNING; the verdict
-    # and its reasons are in our own log line and the stored report.
-    for name in ("pyhanko", "pyhanko_certvalidator"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    _quiet_libraries()
     with _errors():
         settings = _settings()
         if workers > 1:
@@ -427,6 +440,7 @@ def check(file: Path, as_json: JsonOpt = False) -> None:
     from forms.reading import read_eoi  # noqa: PLC0415
     from forms.validation import validate  # noqa: PLC0415
 
+    _quiet_libraries()
     with _errors():
         settings = _settings()
     try:
@@ -476,8 +490,7 @@ def verify(file: Path, as_json: JsonOpt = False) -> None:
     """Verify a signed consent without recording it: exit 0 accepted, 1 rejected, 2 unusable."""
     from workflow.engine import build_applications  # noqa: PLC0415
 
-    for name in ("pyhanko", "pyhanko_certvalidator"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    _quiet_libraries()
     with _errors():
         settings = _settings()
         services = build_applications(_store(settings), settings)
