@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -203,8 +205,6 @@ def test_bad_configuration_names_the_key(tmp_path: Path) -> None:
 
 def test_log_follow_prints_new_events_as_json_lines(processed: Path) -> None:
     """`log -f --json` prints the recent events, then each new one as it is written."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
 
     follower = subprocess.Popen(
         [sys.executable, "-m", "workflow", "--home", str(processed), "log", "-f", "--json"],
