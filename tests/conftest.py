@@ -13,7 +13,24 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+
+
+def _find_shared() -> Path:
+    # The shared corpus sits beside the checkout (../shared); a clone elsewhere (CI's
+    # fresh clone in a temporary folder) finds it through CONSENTFLOW_SHARED_DIR or
+    # at /work/shared, where these machines keep it.
+    candidates = [
+        os.environ.get("CONSENTFLOW_SHARED_DIR", ""),
+        str(REPO.parent / "shared"),
+        "/work/shared",
+    ]
+    for candidate in filter(None, candidates):
+        if Path(candidate, "corpus").is_dir():
+            return Path(candidate)
+    return REPO.parent / "shared"
+
+
+SHARED = _find_shared()
 
 #: In CI every tool and the shared corpus must be there: a missing one fails the run
 #: instead of silently skipping the tests that need it.

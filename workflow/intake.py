@@ -474,7 +474,12 @@ class Intake:
             except (OperationalError, DBAPIError) as exc:
                 self.log.warning("database unavailable (%s); retrying in 2 s", _short(exc))
                 time.sleep(2)
-        claimed.path.replace(target)
+        try:
+            claimed.path.replace(target)
+        except FileNotFoundError:
+            if not target.exists():
+                raise
+            # Another worker's sweep saw the committed row and finished the move for us.
         fsync_dir(self.failed_dir)
         self.stats.failed += 1
         self.log.warning("%s: failed (%s) -> %s", claimed.original_name, code, target)
