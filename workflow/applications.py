@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from forms.consent import render_consent
-from forms.eoi import EOI, Lang
+from forms.eoi import COMMITMENTS, EOI, Lang
 from forms.errors import UnusableDocument
 from forms.findings import eligibility_findings
 from forms.reading import read_eoi
@@ -359,6 +359,24 @@ class Applications:
         path = self.settings.outbox / f"{reference}.pdf"
         write_atomic(path, data)
         return path
+
+    def warm_up(self) -> None:
+        """Load what the first document would otherwise pay for: the country and phone
+        tables, the message catalogues and the consent fonts (imports are once per worker)."""
+        sample: dict[str, Any] = {
+            "org_name": "Warm-up", "org_type": "national_network", "country": "Suomi",
+            "address_street": "-", "address_postcode": "-", "address_city": "-",
+            "website": "https://example.org", "member_count": "2", "contact_name": "-",
+            "contact_position": "-", "contact_email": "a@example.org",
+            "contact_phone": "+358 40 1234567", "representative_name": "-",
+            "representative_position": "-", "services": "-" * 20,
+            "date": self.clock().date().isoformat(), "place": "-",
+            **{name: True for name in (*COMMITMENTS, "accept_suspension", "consent_privacy")},
+        }  # fmt: skip
+        for lang in Lang:
+            result = validate(sample, lang=lang, today=self.clock().date())
+            assert result.eoi is not None, result.problems
+            render_consent(result.eoi, reference="SUP-0000-00000", issued_at=self.clock())
 
     def restore_outbox(self) -> int:
         """Re-place consents whose outbox copy a crash left unwritten; return how many."""

@@ -69,6 +69,7 @@ class Engine:
             folder.mkdir(parents=True, exist_ok=True)
         self._wait_for_database()
         self.intake.prepare()
+        self.applications.warm_up()
         restored = self.applications.restore_outbox()
         if restored:
             log.info("restored %d consent(s) to outbox/ after a crash", restored)
