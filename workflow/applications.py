@@ -25,9 +25,10 @@ from forms.validation import validate
 from workflow.archive import Archive, write_atomic
 from workflow.config import Settings
 from workflow.intake import Claimed, PermanentError
+from workflow.signature_report import IssuedConsent, SignatureReport
 from workflow.states import Actor, State, TransitionError
 from workflow.store import Application, Document, Store, Tx, org_key
-from workflow.verification import IssuedConsent, SignatureReport, Verifier
+from workflow.verification import Verifier
 
 #: Seals (certifies) issued consent bytes; ``None`` when no office seal is configured.
 Sealer = Callable[[bytes], bytes]

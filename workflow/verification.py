@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -54,134 +53,31 @@ from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.policy_decl import NO_REVOCATION, REQUIRE_REVINFO, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
 
-#: The empty signature field every issued consent carries (SPEC §6).
-COMMISSION_FIELD = "CommissionSignature"
+from workflow.signature_report import (
+    COMMISSION_FIELD,
+    REVOCATION_MODES,
+    Check,
+    CheckCode,
+    IssuedConsent,
+    Lookup,
+    SignaturePolicy,
+    SignatureReport,
+    TrustRootError,
+)
 
-REVOCATION_MODES = ("off", "soft-fail", "hard-fail")
-
-
-class CheckCode(StrEnum):
-    """Stable codes of the checks in a :class:`SignatureReport` (SPEC §7 rules 1-7)."""
-
-    NOT_PDF = "not_pdf"
-    UNUSABLE = "unusable"
-    NOT_ISSUED_HERE = "not_issued_here"
-    WRONG_FIELD = "wrong_field"
-    REVISION_COUNT = "revision_count"
-    CHANGES_BEFORE_SIGNATURE = "changes_before_signature"
-    NOT_INTACT = "not_intact"
-    UNTRUSTED_CHAIN = "untrusted_chain"
-    CERTIFICATE_VALIDITY = "certificate_validity"
-    KEY_USAGE = "key_usage"
-    SIGNER_POLICY = "signer_policy"
-    REVOCATION = "revocation"
-    TIMESTAMP_REQUIRED = "timestamp_required"
-    TIMESTAMP_INVALID = "timestamp_invalid"
-    CHANGES_AFTER_SIGNATURE = "changes_after_signature"
-    UNVALIDATED_SIGNATURE = "unvalidated_signature"
-    CERTIFICATION_BROKEN = "certification_broken"
-    SIGNATURE_STATUS = "signature_status"
-    ERROR = "error"
-
-
-class TrustRootError(Exception):
-    """A configured trust-root file cannot be read as a certificate; ``path`` names it."""
-
-    def __init__(self, path: Path, detail: str) -> None:
-        self.path = path
-        self.detail = detail
-        super().__init__(
-            f"Cannot read the trust root {path}: {detail}. Check [signature] trust_roots in "
-            "consentflow.toml: each entry must be a readable PEM or DER certificate file."
-        )
-
-
-@dataclass(frozen=True)
-class IssuedConsent:
-    """A consent as issued: its reference and exact bytes (``sha256`` is of ``data``)."""
-
-    reference: str
-    sha256: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class SignaturePolicy:
-    """What makes a Commission signature acceptable: the ``[signature]`` settings.
-
-    ``seal_certificate_sha256``: when the office seals, the SHA-256 of the seal
-    certificate; the certification must then be present and intact.
-    ``field`` is the signature field that must hold the Commission's signature.
-    """
-
-    trust_roots: tuple[Path, ...]
-    signer_subject: str = ""
-    signer_fingerprints: tuple[str, ...] = ()
-    revocation: str = "soft-fail"
-    fetch: bool = False
-    require_timestamp: bool = False
-    seal_certificate_sha256: str | None = None
-    field: str = COMMISSION_FIELD
-
-
-@dataclass(frozen=True)
-class Check:
-    """One rule applied to the file: a stable ``code``, pass/fail and one plain sentence."""
-
-    code: str
-    ok: bool
-    message: str
-
-
-@dataclass(frozen=True)
-class SignatureReport:
-    """The verdict on one received file, with the evidence an auditor needs.
-
-    ``indication``/``subindication`` follow ETSI EN 319 102-1 (``TOTAL_PASSED``,
-    ``TOTAL_FAILED``/``HASH_FAILURE``, ``INDETERMINATE``/``NO_CERTIFICATE_CHAIN_FOUND``…);
-    ``signing_time`` is the signer's claim, ``timestamp_time`` the time a trusted
-    timestamp proves. ``etsi_report_xml`` is pyHanko's ETSI TS 119 102-2 report.
-    """
-
-    accepted: bool
-    reference: str | None
-    indication: str
-    subindication: str | None
-    signer_subject: str | None
-    signer_sha256: str | None
-    signing_time: datetime | None
-    timestamp_time: datetime | None
-    checks: tuple[Check, ...]
-    etsi_report_xml: str | None = None
-
-    @property
-    def failed(self) -> tuple[Check, ...]:
-        """The checks that failed, in the order they were made."""
-        return tuple(check for check in self.checks if not check.ok)
-
-    def to_json(self) -> dict[str, object]:
-        """The ``verify --json`` document of SPEC §8 (plus ``etsi_report_xml``)."""
-        return {
-            "accepted": self.accepted,
-            "reference": self.reference,
-            "indication": self.indication,
-            "subindication": self.subindication,
-            "signer": {"subject": self.signer_subject, "sha256": self.signer_sha256},
-            "signing_time": _iso(self.signing_time),
-            "timestamp_time": _iso(self.timestamp_time),
-            "checks": [
-                {"code": check.code, "ok": check.ok, "message": check.message}
-                for check in self.checks
-            ],
-            "etsi_report_xml": self.etsi_report_xml,
-        }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
-Lookup = Callable[[str], IssuedConsent | None]
+__all__ = [
+    "COMMISSION_FIELD",
+    "REVOCATION_MODES",
+    "Check",
+    "CheckCode",
+    "IssuedConsent",
+    "Lookup",
+    "SignaturePolicy",
+    "SignatureReport",
+    "TrustRootError",
+    "Verifier",
+    "bind",
+]
 
 _STATUS_NAMES = {
     AdESStatus.PASSED: "TOTAL_PASSED",
