@@ -1,0 +1,1 @@
+"""consentflow's benchmark: ``python -m bench [--quick]`` (see ``bench/__main__.py``)."""
