@@ -26,16 +26,12 @@ from workflow.archive import Archive, write_atomic
 from workflow.config import Settings
 from workflow.intake import Claimed, PermanentError
 from workflow.signature_report import IssuedConsent, SignatureReport
-from workflow.states import Actor, State, TransitionError
+from workflow.states import Actor, DecisionError, State, TransitionError
 from workflow.store import Application, Document, Store, Tx, org_key
 from workflow.verification import Verifier
 
 #: Seals (certifies) issued consent bytes; ``None`` when no office seal is configured.
 Sealer = Callable[[bytes], bytes]
-
-
-class DecisionError(Exception):
-    """An office decision cannot be applied (unknown reference, wrong state, no reason)."""
 
 
 @dataclass(frozen=True)
@@ -99,19 +95,7 @@ class Applications:
                 return f"already {item.status if item else 'gone'}"
             known = tx.find_document(sha256)
             if known is not None:
-                original = (
-                    tx.application_by_id(known.application_id) if known.application_id else None
-                )
-                duplicate_of = original.reference if original else known.sha256[:12]
-                tx.append_event(
-                    "duplicate",
-                    actor=Actor.SYSTEM,
-                    reference=duplicate_of,
-                    reason=f"the same file was received again as {claimed.original_name}",
-                    data={"file": claimed.original_name, "sha256": sha256, "folder": "inbox"},
-                )
-                tx.finish_item(item, status="duplicate", outcome=duplicate_of, sha256=sha256)
-                return f"duplicate of {duplicate_of}"
+                return self._duplicate(tx, claimed, known, sha256)
 
             org_name = str(fields.get("org_name") or "")
             country = str(fields.get("country") or "")

@@ -27,7 +27,7 @@ from forms.errors import UnusableDocument
 from workflow.config import ConfigError, Settings, load_settings
 from workflow.intake import FolderError
 from workflow.signing import SignerError
-from workflow.states import State, TransitionError
+from workflow.states import DecisionError, State, TransitionError
 from workflow.store import SchemaError, Store
 from workflow.verification import TrustRootError
 
@@ -81,7 +81,7 @@ def _errors() -> Iterator[None]:
         _fail(str(exc), 78)
     except (SchemaError, FolderError) as exc:
         _fail(str(exc), 78)
-    except TransitionError as exc:
+    except (TransitionError, DecisionError) as exc:
         _fail(str(exc), 1)
     except LookupError as exc:
         _fail(str(exc).strip("'\""), 1)
@@ -307,10 +307,7 @@ def approve(
     with _errors():
         settings = _settings()
         services = build_applications(_store(settings), settings)
-        try:
-            issued = services.approve(reference, actor=by or getpass.getuser())
-        except Exception as exc:
-            _decision_error(exc)
+        issued = services.approve(reference, actor=by or getpass.getuser())
     typer.echo(f"{reference}: consent issued -> {issued.path} (sha256 {issued.sha256})")
 
 
@@ -328,19 +325,8 @@ def reject(
     with _errors():
         settings = _settings()
         services = Applications(_store(settings), settings)  # no seal or verifier needed
-        try:
-            services.reject(reference, actor=by or getpass.getuser(), reason=reason)
-        except Exception as exc:
-            _decision_error(exc)
+        services.reject(reference, actor=by or getpass.getuser(), reason=reason)
     typer.echo(f"{reference}: ineligible ({reason})")
-
-
-def _decision_error(exc: Exception) -> NoReturn:
-    from workflow.applications import DecisionError  # noqa: PLC0415
-
-    if isinstance(exc, DecisionError | TransitionError):
-        _fail(str(exc), 1)
-    raise exc
 
 
 @app.command()

@@ -25,7 +25,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,7 +99,6 @@ class IntakeStats:
     failed: int = 0
     retried: int = 0
     deferred: int = 0
-    last_outcomes: list[str] = field(default_factory=list)
 
 
 class FolderError(Exception):

@@ -50,6 +50,10 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 OPEN_STATES = frozenset({State.AWAITING_REVIEW, State.CONSENT_ISSUED})
 
 
+class DecisionError(Exception):
+    """An office decision cannot be applied (unknown reference, no reason given)."""
+
+
 class TransitionError(Exception):
     """An application cannot move from its state to the requested one."""
 

@@ -508,12 +508,6 @@ class Tx:
         """One application by primary key."""
         return self.session.get(Application, application_id)
 
-    def issued_by_sha256(self, sha256: str) -> Application | None:
-        """The application whose issued consent has this SHA-256."""
-        return self.session.exec(
-            select(Application).where(Application.issued_sha256 == sha256)
-        ).first()
-
     def has_signature_report(self, sha256: str) -> bool:
         """Whether a verification of these exact bytes was already recorded."""
         query = select(SignatureReportRow.id).where(SignatureReportRow.sha256 == sha256)
