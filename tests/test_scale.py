@@ -373,18 +373,7 @@ def test_four_workers_on_postgresql_account_for_every_file(
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize(
     "backlog",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="workflow/engine.py run(): the lease sweep runs in intake.tick() only after "
-                "a whole watcher.ready() batch; a survivor working through a backlog resumes a "
-                "dead worker's claims after the batch, past the lease",
-            ),
-        ),
-    ],
+    [False, True],
     ids=["steady-burst", "backlog"],
 )
 def test_sigkill_of_a_worker_is_resumed_within_the_lease(

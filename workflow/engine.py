@@ -55,6 +55,7 @@ class Engine:
             failed_dir=settings.failed,
             processors=processors,
             settings=settings.intake,
+            follow_up=self._follow_up,
         )
         self.watch_config = WatchConfig(
             folders=tuple(folders.values()),
@@ -93,6 +94,12 @@ class Engine:
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
+    def _follow_up(self) -> None:
+        restored = self.applications.restore_outbox()
+        issued = self.applications.issue_pending_auto()
+        if restored or issued:
+            log.info("caught up: %d outbox copies restored, %d consents issued", restored, issued)
+
     def run_once(self) -> None:
         """Process what is in the folders now, then return (``run --once``)."""
         self.start()
@@ -121,6 +128,9 @@ class Engine:
                 for path in watcher.ready(timeout=0.2):
                     self._guarded(self.intake.offer, path)
                     watcher.forget(path)
+                    # Between files too: a backlog must not hold back retries that are due
+                    # or the sweep that resumes a dead worker's claims within the lease.
+                    self._guarded(self.intake.tick)
                 self._guarded(self.intake.tick)
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
                     last_beat = time.monotonic()

@@ -115,6 +115,7 @@ class Intake:
         folders: dict[str, Path],
         failed_dir: Path,
         processors: dict[str, Processor],
+        follow_up: Callable[[], None] | None = None,
         settings: IntakeSettings,
         log: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -123,6 +124,7 @@ class Intake:
         self.folders = folders
         self.failed_dir = failed_dir
         self.processors = processors
+        self.follow_up = follow_up
         self.settings = settings
         self.log = log or logging.getLogger("consentflow.intake")
         self.clock = clock
@@ -302,6 +304,10 @@ class Intake:
         if now >= self._next_sweep:
             self._renew_leases()
             self.recover()
+            if self.follow_up is not None:
+                # Work that follows a committed file (an automatic consent) and that a
+                # transient error or a killed worker left undone is picked up here.
+                self.follow_up()
 
     def _renew_leases(self) -> None:
         try:
