@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from tests.eoi_files import broken_pdf, filled_eoi, invalid_eoi
+from workflow.archive import TEMP_SUFFIX
 from workflow.config import Settings, load_settings
 from workflow.engine import Engine
-from workflow.intake import Claimed, Intake
+from workflow.intake import Claimed, Intake, PermanentError
 from workflow.states import State
-from workflow.store import Store
+from workflow.store import Store, sha256_file
 
 
 def make_settings(home: Path, database_url: str, **overrides: Any) -> Settings:
@@ -189,6 +190,100 @@ def test_unexpected_exception_goes_to_failed_and_intake_goes_on(
 
 
 # -- crash recovery ---------------------------------------------------------------------------
+
+
+def _rejecting_intake(home: Path, store: Store, settings: Settings) -> Intake:
+    def processor(claimed: Claimed) -> str:
+        raise PermanentError("damaged", "The file is damaged.")
+
+    intake = Intake(
+        store,
+        folders={"inbox": home / "inbox"},
+        failed_dir=home / "failed",
+        processors={"inbox": processor},
+        settings=settings.intake,
+    )
+    intake.prepare()
+    return intake
+
+
+@pytest.mark.parametrize("same_item", [True, False])
+def test_failure_killed_before_its_commit_keeps_its_name(
+    home: Path, database_url: str, same_item: bool
+) -> None:
+    """A report left by a kill between error.json and the commit is this file's, not a rival.
+
+    The state a SIGKILL leaves there: ``failed/bad.pdf.error.json`` written, the file
+    still claimed in ``.processing/``. Resumed, the file joins its own report as
+    ``bad.pdf``; a report of another item keeps its name and the file becomes ``bad-2.pdf``.
+    """
+    settings = make_settings(home, database_url)
+    store = Store(settings.database_url)
+    store.ensure_schema()
+    intake = _rejecting_intake(home, store, settings)
+    (home / "inbox" / "bad.pdf").write_bytes(b"%PDF-1.7\nnot really\n%%EOF\n")
+    claimed = intake.claim("inbox", home / "inbox" / "bad.pdf")
+    assert claimed is not None
+    left_behind = {
+        "code": "damaged",
+        "item": claimed.item_id if same_item else claimed.item_id + 1,
+        "sha256": sha256_file(claimed.path),
+    }
+    (home / "failed").mkdir(exist_ok=True)
+    (home / "failed" / "bad.pdf.error.json").write_text(json.dumps(left_behind))
+
+    intake._process(claimed)
+
+    failed = sorted(path.name for path in (home / "failed").iterdir())
+    if same_item:
+        assert failed == ["bad.pdf", "bad.pdf.error.json"]
+    else:
+        assert failed == ["bad-2.pdf", "bad-2.pdf.error.json", "bad.pdf.error.json"]
+    [item] = store.items()
+    assert (item.status, item.outcome) == ("failed", failed[0])
+    store.close()
+
+
+def test_start_removes_temporaries_of_a_killed_write(home: Path, database_url: str) -> None:
+    """A write killed before its rename leaves a hidden temporary: the next start removes it."""
+    settings = make_settings(home, database_url)
+    stale = home / "archive" / "ab" / f".abcd.1234{TEMP_SUFFIX}"
+    fresh = home / "outbox" / f".SUP-2026-00001.pdf.5678{TEMP_SUFFIX}"
+    for path in (stale, fresh):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"half a consent")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+
+    engine = Engine(settings)
+    engine.start()
+    engine.close()
+
+    assert not stale.exists()
+    assert fresh.exists(), "a young temporary may be another worker's write in progress"
+
+
+def test_stop_is_honoured_between_files_of_a_backlog(home: Path, database_url: str) -> None:
+    """SIGTERM's stop ends the loop after the current file, not after the whole backlog."""
+    inbox = home / "inbox"
+    inbox.mkdir()
+    for number in range(40):
+        (inbox / f"eoi-{number:02}.pdf").write_bytes(filled_eoi(org_name=f"Network {number}"))
+    engine = Engine(make_settings(home, database_url))
+    engine.store.ensure_schema()
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    thread.start()
+    assert wait_for(lambda: len(engine.store.applications()) >= 1, timeout=60)
+    stop.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    left = sorted(inbox.glob("*.pdf"))
+    processed = len(engine.store.applications())
+    assert processed + len(left) == 40
+    assert len(left) > 30, f"{processed} files processed after the stop"
+    assert list((inbox / ".processing").iterdir()) == []
+    engine.close()
 
 
 def test_restart_finishes_files_left_in_processing(home: Path, database_url: str) -> None:

@@ -617,20 +617,7 @@ def _refusal(home: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
 _WITHOUT_OVERRIDE = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner")
 
 
-@pytest.mark.parametrize(
-    "processing_exists",
-    [
-        True,
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="workflow/intake.py prepare() creates .processing/ before checking access: "
-                "PermissionError traceback, exit 1, instead of a refusal naming the path",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("processing_exists", [True, False])
 def test_refuses_to_start_on_an_unwritable_inbox(tmp_path: Path, processing_exists: bool) -> None:
     """An inbox this process cannot write: exit 78 naming the path and why, no traceback."""
     if os.geteuid() == 0:

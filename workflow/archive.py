@@ -12,7 +12,9 @@ import hashlib
 import os
 import re
 import secrets
+import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -25,10 +27,14 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+#: Suffix of the temporary files of `write_atomic` (hidden: the watcher ignores dotfiles).
+TEMP_SUFFIX = ".cf-tmp"
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``path`` so that it is either absent, or complete and on disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:
         with tmp.open("wb") as handle:
             handle.write(data)
@@ -39,6 +45,24 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def remove_stale_temp_files(root: Path, *, older_than_s: float) -> int:
+    """Delete `write_atomic` temporaries under ``root`` that a killed process left behind.
+
+    Only files older than ``older_than_s`` go: a temporary that young may belong to
+    another worker writing right now. Returns how many were removed.
+    """
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for tmp in root.rglob(f".*{TEMP_SUFFIX}"):
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # removed by another worker's sweep
+    return removed
 
 
 class Archive:
@@ -82,14 +106,23 @@ def safe_name(name: str, *, limit: int = 120) -> str:
     return name[:limit]
 
 
-def unique_path(directory: Path, name: str) -> Path:
-    """``directory/name``, or ``name-2``, ``name-3``… if taken."""
+def unique_path(
+    directory: Path, name: str, *, reusable: Callable[[Path], bool] | None = None
+) -> Path:
+    """``directory/name``, or ``name-2``, ``name-3``… if taken.
+
+    A name is taken by a file of that name or by its ``.error.json`` report, unless
+    ``reusable`` says the report is the caller's own (the file itself still absent).
+    """
     candidate = directory / name
     stem, dot, suffix = name.rpartition(".")
     if not dot:
         stem, suffix = name, ""
     counter = 2
-    while candidate.exists() or candidate.with_name(candidate.name + ".error.json").exists():
+    while candidate.exists() or (
+        candidate.with_name(candidate.name + ".error.json").exists()
+        and not (reusable is not None and reusable(candidate))
+    ):
         candidate = directory / (f"{stem}-{counter}.{suffix}" if suffix else f"{stem}-{counter}")
         counter += 1
     return candidate

@@ -19,8 +19,9 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from workflow.applications import Applications, Sealer
+from workflow.archive import remove_stale_temp_files
 from workflow.config import Settings
-from workflow.intake import Claimed, Intake, Processor
+from workflow.intake import Claimed, FolderError, Intake, Processor
 from workflow.signing import Signer, certify
 from workflow.store import Store
 from workflow.verification import SignaturePolicy, Verifier
@@ -67,9 +68,16 @@ class Engine:
     def start(self) -> None:
         """Check the schema and the folders and recover from an earlier crash."""
         for folder in (self.settings.outbox, self.settings.archive, self.settings.failed):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise FolderError(f"{folder} cannot be created: {exc.strerror}") from exc
         self._wait_for_database()
         self.intake.prepare()
+        for folder in (self.settings.outbox, self.settings.archive, self.settings.failed):
+            removed = remove_stale_temp_files(folder, older_than_s=self.settings.intake.lease_s)
+            if removed:
+                log.info("removed %d unfinished temporary file(s) from %s", removed, folder)
         self.applications.warm_up()
         restored = self.applications.restore_outbox()
         if restored:
@@ -126,6 +134,8 @@ class Engine:
         try:
             while not stop.is_set():
                 for path in watcher.ready(timeout=0.2):
+                    if stop.is_set():
+                        break  # what is left stays in the folder for the next start
                     self._guarded(self.intake.offer, path)
                     watcher.forget(path)
                     # Between files too: a backlog must not hold back retries that are due

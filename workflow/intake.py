@@ -139,16 +139,11 @@ class Intake:
 
     def prepare(self) -> None:
         """Create the folders and refuse to start if a claim by rename could not work."""
-        self.failed_dir.mkdir(parents=True, exist_ok=True)
+        _make_usable(self.failed_dir)
         for folder in self.folders.values():
             processing = folder / PROCESSING
-            processing.mkdir(parents=True, exist_ok=True)
-            for path in (folder, processing, self.failed_dir):
-                if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-                    raise FolderError(
-                        f"{path} is not readable and writable by this user "
-                        f"(uid {os.getuid()}); fix its permissions"
-                    )
+            _make_usable(folder)
+            _make_usable(processing)
             if folder.stat().st_dev != processing.stat().st_dev:
                 raise FolderError(
                     f"{processing} is on another filesystem than {folder}: claiming a file "
@@ -435,8 +430,14 @@ class Intake:
         extra: dict[str, object] | None = None,
     ) -> None:
         """Send a file to ``failed/``: error.json, then ledger commit, then the move."""
-        target = unique_path(self.failed_dir, safe_name(claimed.original_name))
         sha256 = sha256_file(claimed.path)
+
+        def ours(candidate: Path) -> bool:
+            # A report of this very item left by a run killed before its commit: the
+            # file takes the name that report gives, not the next free one.
+            return _report_names(candidate, claimed.item_id, sha256)
+
+        target = unique_path(self.failed_dir, safe_name(claimed.original_name), reusable=ours)
         report = {
             "code": code,
             "message": message,
@@ -529,6 +530,23 @@ class Intake:
             self.log.info("waiting for %s to finish (not yet a whole PDF)", path.name)
 
 
+def _make_usable(path: Path) -> None:
+    """Create ``path`` if needed; raise `FolderError` unless this user may read and write it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        usable = os.access(path, os.R_OK | os.W_OK | os.X_OK)
+    except OSError as exc:
+        raise FolderError(
+            f"{path} is not readable and writable by this user (uid {os.getuid()}): "
+            f"{exc.strerror}; fix its permissions"
+        ) from exc
+    if not usable:
+        raise FolderError(
+            f"{path} is not readable and writable by this user "
+            f"(uid {os.getuid()}); fix its permissions"
+        )
+
+
 #: Short tag of this host in claim names (a hostname can be long or contain dots).
 HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
@@ -591,6 +609,18 @@ _TRANSIENT_ERRNOS = {
     errno.EMFILE,
     errno.ENFILE,
 }
+
+
+def _report_names(candidate: Path, item_id: int, sha256: str) -> bool:
+    """Whether ``candidate``'s error.json is the report of ledger item ``item_id`` (same bytes)."""
+    try:
+        report = json.loads(candidate.with_name(candidate.name + ".error.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and (report.get("item"), report.get("sha256")) == (
+        item_id,
+        sha256,
+    )
 
 
 def _remove(path: Path) -> None:
