@@ -573,20 +573,20 @@ def test_full_outbox_disk_places_every_consent_once_space_is_freed(
     store.close()
 
 
-@pytest.mark.postgresql
-@pytest.mark.xfail(
-    strict=False,
-    reason="workflow/store.py ensure_schema(): workers starting together on an empty database "
-    "all see no schema and all migrate; the losers fail (DuplicateTable traceback, or 'has "
-    "tables but no consentflow schema revision')",
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 )
 def test_workers_starting_together_on_an_empty_database_all_start(
-    tmp_path: Path, pg_server: PgServer
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
 ) -> None:
     """``run --workers 4 --once`` on a new, empty database: the schema is made once, all start."""
-    for attempt in range(2):
-        url = pg_server.create_database(f"fresh_{secrets.token_hex(4)}")
+    for attempt in range(3):
         home = _home(tmp_path / f"attempt-{attempt}")
+        if backend == "postgresql":
+            pg_server: PgServer = request.getfixturevalue("pg_server")
+            url = pg_server.create_database(f"fresh_{secrets.token_hex(4)}")
+        else:
+            url = f"sqlite:///{home / 'cf.db'}"
         result = subprocess.run(
             [sys.executable, "-m", "workflow", "--home", str(home), "run", "--workers", "4",
              "--once"],

@@ -26,8 +26,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, DateTime, Engine, Index, TypeDecorator, event, inspect
-from sqlalchemy.engine import Dialect
+from sqlalchemy import JSON, DateTime, Engine, Index, TypeDecorator, event, inspect, text
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.pool import NullPool
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
@@ -35,6 +35,12 @@ from workflow.states import State, check_transition
 
 #: Genesis value of the event hash chain.
 GENESIS = "0" * 64
+
+#: PostgreSQL advisory lock key that serialises schema checks and migrations
+#: (the first 8 bytes of SHA-256("consentflow schema"), as a signed 64-bit integer).
+_SCHEMA_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"consentflow schema").digest()[:8], "big", signed=True
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -225,26 +231,51 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema (``consentflow db upgrade``)."""
-        command.upgrade(self.alembic_config(), revision)
+        with self._schema_lock() as connection:
+            self._migrate(connection, revision)
 
     def ensure_schema(self) -> None:
-        """Create a new database at the current schema; refuse one at another revision."""
-        current = self.current_revision()
-        if current is None:
-            if inspect(self.engine).get_table_names():
-                raise SchemaError(
-                    f"the database {self.engine.url.render_as_string(hide_password=True)} has "
-                    "tables but no consentflow schema revision; point [database] url at an "
-                    "empty database or at a consentflow database"
-                )
-            self.upgrade()
-            return
+        """Create a new database at the current schema; refuse one at another revision.
+
+        Workers starting together on an empty database take turns: the first creates
+        the schema under the schema lock, the others then find it at the head revision.
+        """
+        with self._schema_lock() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current is None:
+                if inspect(connection).get_table_names():
+                    raise SchemaError(
+                        f"the database {self.engine.url.render_as_string(hide_password=True)} "
+                        "has tables but no consentflow schema revision; point [database] url "
+                        "at an empty database or at a consentflow database"
+                    )
+                self._migrate(connection, "head")
+                return
         head = self.head_revision()
         if current != head:
             raise SchemaError(
                 f"the database is at schema revision {current}, this consentflow needs {head}: "
                 "run `consentflow db upgrade` (back up the database first)"
             )
+
+    @contextmanager
+    def _schema_lock(self) -> Iterator[Connection]:
+        """A transaction holding the schema lock: one process reads or migrates at a time.
+
+        On PostgreSQL a transaction-scoped advisory lock; on SQLite the transaction is
+        ``BEGIN IMMEDIATE`` (see `_make_engine`), which is the database's write lock.
+        """
+        with self.engine.connect() as connection, connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+                )
+            yield connection
+
+    def _migrate(self, connection: Connection, revision: str) -> None:
+        config = self.alembic_config()
+        config.attributes["connection"] = connection  # migrations/env.py runs on it
+        command.upgrade(config, revision)
 
     # -- transactions -------------------------------------------------------------
 
