@@ -10,9 +10,11 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from watchdog.observers.api import BaseObserver
+from watchdog.utils import delayed_queue
 
 from workflow.watching import WatchConfig, Watcher, WatchMode, default_observer
 
@@ -227,8 +229,16 @@ def test_ignored_names_and_subfolders_are_never_returned(
 ) -> None:
     """Hidden, temporary and non-PDF names, subfolders and their files are never returned."""
     caplog.set_level(logging.INFO, logger="workflow.watching")
-    ignored = [".hidden.pdf", "~$lock.pdf", "a.tmp", "b.pdf.part", "c.pdf.crdownload",
-               ".d.pdf.swp", "notes.txt", "scan.jpg"]
+    ignored = [
+        ".hidden.pdf",
+        "~$lock.pdf",
+        "a.tmp",
+        "b.pdf.part",
+        "c.pdf.crdownload",
+        ".d.pdf.swp",
+        "notes.txt",
+        "scan.jpg",
+    ]
     (inbox / ".hidden.pdf").write_bytes(PDF)
     (inbox / "sub").mkdir()
     (inbox / "sub" / "inner.pdf").write_bytes(PDF)
@@ -307,6 +317,25 @@ def test_claimed_file_is_not_returned_again(inbox: Path) -> None:
         os.rename(inbox / "claim.pdf", inbox / ".processing" / "claim.pdf")
         assert collect(watching, 0, settle=1.5) == []
         assert watching.status()["pending"] == 0
+
+
+def test_a_claim_holds_back_no_later_event(inbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim (a rename out of the folder) does not hold back the next file's events.
+
+    watchdog waits on its own clock for the other half of a move, and its queue delivers
+    nothing behind a waiting move; with that clock stopped, any such wait never ends.
+    """
+    stopped = SimpleNamespace(monotonic=lambda: 0.0, sleep=time.sleep)
+    monkeypatch.setattr(delayed_queue, "time", stopped)
+    with watcher(inbox) as watching:
+        try:
+            (inbox / "first.pdf").write_bytes(PDF)
+            got = collect(watching, 1, claim=True, settle=0)
+            assert got == [(inbox / "first.pdf", len(PDF))]
+            (inbox / "next.pdf").write_bytes(PDF)
+            assert collect(watching, 1, settle=0) == [(inbox / "next.pdf", len(PDF))]
+        finally:
+            monkeypatch.undo()  # the clock runs again: a held move is let go, the observer stops
 
 
 def test_unclaimed_file_is_offered_again_by_a_rescan(inbox: Path) -> None:
