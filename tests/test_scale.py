@@ -449,12 +449,6 @@ def test_sigkill_of_a_worker_is_resumed_within_the_lease(
 
 
 @pytest.mark.postgresql
-@pytest.mark.xfail(
-    strict=False,
-    reason="workflow/applications.py receive_eoi(): when the outage cuts issue() after the "
-    "receive transaction committed, the retry sees 'already done' and that application stays "
-    "awaiting_review without its consent until a restart (issue_pending_auto)",
-)
 def test_postgresql_outage_mid_burst_loses_and_duplicates_nothing(
     tmp_path: Path, pg_server: PgServer, pg_url: str
 ) -> None:
@@ -531,12 +525,6 @@ def test_full_archive_disk_keeps_files_claimed_until_space_is_freed(
 
 
 @pytest.mark.postgresql
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow/applications.py receive_eoi(): the ledger row is done before issue() "
-    "writes outbox/REF.pdf; the ENOSPC retry sees 'already done' and the copy is only "
-    "restored at the next start (restore_outbox)",
-)
 def test_full_outbox_disk_places_every_consent_once_space_is_freed(
     tmp_path: Path, pg_url: str
 ) -> None:

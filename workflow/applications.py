@@ -27,7 +27,7 @@ from workflow.config import Settings
 from workflow.intake import Claimed, PermanentError
 from workflow.signature_report import IssuedConsent, SignatureReport
 from workflow.states import Actor, DecisionError, State, TransitionError
-from workflow.store import Application, Document, Store, Tx, org_key
+from workflow.store import Application, Document, IntakeItem, Store, Tx, org_key
 from workflow.verification import Verifier
 
 #: Seals (certifies) issued consent bytes; ``None`` when no office seal is configured.
@@ -92,75 +92,117 @@ class Applications:
         with self.store.tx() as tx:
             item = tx.get_item(claimed.item_id)
             if item is None or item.status != "claimed":
-                return f"already {item.status if item else 'gone'}"
-            known = tx.find_document(sha256)
-            if known is not None:
-                return self._duplicate(tx, claimed, known, sha256)
-
-            org_name = str(fields.get("org_name") or "")
-            country = str(fields.get("country") or "")
-            app = tx.new_application(
-                state=State.RECEIVED,
-                eoi_sha256=sha256,
-                org_name=org_name,
-                org_key=org_key(org_name, country),
-                country=country,
-                lang=lang.value,
-                fields=fields,
-                problems=problems,
-            )
-            assert app.reference is not None and app.id is not None
-            tx.add_document(
-                sha256=sha256,
-                kind="eoi",
-                size=len(data),
-                original_name=claimed.original_name,
-                application_id=app.id,
-            )
-            tx.append_event(
-                "received",
-                actor=Actor.SYSTEM,
-                reference=app.reference,
-                to_state=State.RECEIVED,
-                reason=f"EOI received as {claimed.original_name}",
-                data={"file": claimed.original_name, "sha256": sha256, "size": len(data)},
-            )
-            if eoi is None:
-                tx.move(
-                    app,
-                    State.INVALID,
-                    actor=Actor.SYSTEM,
-                    reason=f"{len(problems)} problem(s) in the form",
-                    data={"problems": problems},
-                )
+                # Recorded by an earlier attempt: ours, cut short by a transient error after
+                # its commit, or another worker's after our lease lapsed.
+                if item is None or item.status != "done" or not item.outcome:
+                    return f"already {item.status if item else 'gone'}"
+                app = tx.get_application(item.outcome, lock=False)
+                if app is None:
+                    return f"already done ({item.outcome})"
             else:
-                findings = eligibility_findings(
-                    eoi,
-                    eligible_countries=self.settings.review.eligible_countries,
-                    open_application=tx.open_application(app.org_key, exclude_id=app.id),
-                )
-                app.findings = [finding.to_json() for finding in findings]
-                tx.move(
-                    app,
-                    State.AWAITING_REVIEW,
-                    actor=Actor.SYSTEM,
-                    reason=(
-                        f"{len(findings)} finding(s) for the office"
-                        if findings
-                        else "valid, no eligibility findings"
-                    ),
-                    data={"findings": app.findings},
-                )
-            tx.finish_item(item, status="done", outcome=app.reference, sha256=sha256)
-            reference, state, auto = app.reference, State(app.state), not app.findings
+                known = tx.find_document(sha256)
+                if known is not None:
+                    return self._duplicate(tx, claimed, known, sha256)
+                app = self._record_eoi(
+                    tx, item, claimed, data=data, sha256=sha256, fields=fields,
+                    problems=problems, eoi=eoi, lang=lang,
+                )  # fmt: skip
+        return f"{app.reference} {self.complete(app)}"
 
-        if state is State.AWAITING_REVIEW and auto and self.settings.review.mode == "auto":
+    def _record_eoi(
+        self,
+        tx: Tx,
+        item: IntakeItem,
+        claimed: Claimed,
+        *,
+        data: bytes,
+        sha256: str,
+        fields: dict[str, Any],
+        problems: list[dict[str, str]],
+        eoi: EOI | None,
+        lang: Lang,
+    ) -> Application:
+        """Record a new application from a claimed EOI and finish its ledger row."""
+        org_name = str(fields.get("org_name") or "")
+        country = str(fields.get("country") or "")
+        app = tx.new_application(
+            state=State.RECEIVED,
+            eoi_sha256=sha256,
+            org_name=org_name,
+            org_key=org_key(org_name, country),
+            country=country,
+            lang=lang.value,
+            fields=fields,
+            problems=problems,
+        )
+        assert app.reference is not None and app.id is not None
+        tx.add_document(
+            sha256=sha256,
+            kind="eoi",
+            size=len(data),
+            original_name=claimed.original_name,
+            application_id=app.id,
+        )
+        tx.append_event(
+            "received",
+            actor=Actor.SYSTEM,
+            reference=app.reference,
+            to_state=State.RECEIVED,
+            reason=f"EOI received as {claimed.original_name}",
+            data={"file": claimed.original_name, "sha256": sha256, "size": len(data)},
+        )
+        if eoi is None:
+            tx.move(
+                app,
+                State.INVALID,
+                actor=Actor.SYSTEM,
+                reason=f"{len(problems)} problem(s) in the form",
+                data={"problems": problems},
+            )
+        else:
+            findings = eligibility_findings(
+                eoi,
+                eligible_countries=self.settings.review.eligible_countries,
+                open_application=tx.open_application(app.org_key, exclude_id=app.id),
+            )
+            app.findings = [finding.to_json() for finding in findings]
+            tx.move(
+                app,
+                State.AWAITING_REVIEW,
+                actor=Actor.SYSTEM,
+                reason=(
+                    f"{len(findings)} finding(s) for the office"
+                    if findings
+                    else "valid, no eligibility findings"
+                ),
+                data={"findings": app.findings},
+            )
+        tx.finish_item(item, status="done", outcome=app.reference, sha256=sha256)
+        return app
+
+    def complete(self, app: Application) -> str:
+        """Do what follows a recorded application and return its state: with ``review =
+        "auto"`` and no findings, issue the consent; an issued consent missing from
+        ``outbox/`` is placed there. Raises what a transient failure raises (``OSError``,
+        database errors), so that the file that brought it stays claimed and is retried."""
+        reference = app.reference
+        assert reference is not None
+        state = State(app.state)
+        if (
+            state is State.AWAITING_REVIEW
+            and not app.findings
+            and self.settings.review.mode == "auto"
+        ):
             try:
                 self.issue(reference, actor=Actor.SYSTEM, reason='review = "auto": no findings')
             except TransitionError:
-                return f"{reference} (issued by another worker)"
-            return f"{reference} consent_issued"
-        return f"{reference} {state}"
+                return "consent_issued (by another worker)"
+            return State.CONSENT_ISSUED.value
+        issued = app.issued_sha256
+        outbox_copy = self.settings.outbox / f"{reference}.pdf"
+        if state is State.CONSENT_ISSUED and issued is not None and not outbox_copy.exists():
+            self.place_in_outbox(reference, self.archive.get(issued))
+        return state.value
 
     def _known_document(self, sha256: str) -> Document | None:
         with self.store.tx() as tx:

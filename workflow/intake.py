@@ -299,10 +299,17 @@ class Intake:
         if now >= self._next_sweep:
             self._renew_leases()
             self.recover()
-            if self.follow_up is not None:
-                # Work that follows a committed file (an automatic consent) and that a
-                # transient error or a killed worker left undone is picked up here.
-                self.follow_up()
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Run the follow-up hook: work that follows a committed file (an automatic
+        consent, its outbox copy) and that a transient error or a killed worker left."""
+        if self.follow_up is None:
+            return
+        try:
+            self.follow_up()
+        except (OperationalError, DBAPIError, OSError) as exc:
+            self.log.warning("follow-up work postponed to the next sweep (%s)", _short(exc))
 
     def _renew_leases(self) -> None:
         try:
