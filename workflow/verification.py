@@ -30,7 +30,13 @@ from cryptography.hazmat.primitives import serialization
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESStatus
-from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, DiffResult, ModificationLevel
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    DiffPolicy,
+    DiffResult,
+    ModificationLevel,
+    SuspiciousModification,
+)
 from pyhanko.sign.fields import MDPPerm, enumerate_sig_fields
 from pyhanko.sign.general import NonexistentAttributeError, find_unique_cms_attribute
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
@@ -128,6 +134,42 @@ class _Findings:
     @property
     def ok(self) -> bool:
         return bool(self.checks) and all(check.ok for check in self.checks)
+
+
+class _ReviewOnce(DiffPolicy):
+    """pyHanko's default difference analysis, each review done once per document.
+
+    The analysis is the most expensive step of a verification, and one review is asked
+    twice: validating the office seal makes pyHanko review the revisions after the seal —
+    for a consent signed as issued, exactly the revision the Commission's signature added —
+    and `Verifier._check_revisions` reviews that same revision against the issued consent.
+    A review depends only on its arguments (the reader, the base revision, the MDP
+    settings), so a repeated question gets the first answer.
+    """
+
+    def __init__(self) -> None:
+        self._reviews: dict[tuple[Any, ...], DiffResult | SuspiciousModification] = {}
+
+    def apply(
+        self, old: Any, new: Any, field_mdp_spec: Any = None, doc_mdp: MDPPerm | None = None
+    ) -> DiffResult:
+        """Compare two revisions with the default policy (not remembered: reviews are)."""
+        return DEFAULT_DIFF_POLICY.apply(old, new, field_mdp_spec, doc_mdp)
+
+    def review_file(
+        self,
+        reader: PdfFileReader,
+        base_revision: Any,
+        field_mdp_spec: Any = None,
+        doc_mdp: MDPPerm | None = None,
+    ) -> DiffResult | SuspiciousModification:
+        """The default policy's review of ``reader`` since ``base_revision``, computed once."""
+        key = (reader, base_revision, field_mdp_spec, doc_mdp)
+        if key not in self._reviews:
+            self._reviews[key] = DEFAULT_DIFF_POLICY.review_file(
+                reader, base_revision, field_mdp_spec=field_mdp_spec, doc_mdp=doc_mdp
+            )
+        return self._reviews[key]
 
 
 @dataclass
@@ -247,12 +289,13 @@ class Verifier:
         name = self.policy.field
         embedded, broken, shared = _embed(reader, fields)
         context = self._context(reader, embedded.values())
+        reviews = _ReviewOnce()
         statuses: dict[str, Any] = {}
         failures: dict[str, str] = {}
         try:
             for field_name, each in embedded.items():
                 try:
-                    statuses[field_name] = await self._validate(each, context)
+                    statuses[field_name] = await self._validate(each, context, reviews)
                 except Exception as exc:
                     failures[field_name] = _describe(exc)
                     if field_name == name:
@@ -299,7 +342,7 @@ class Verifier:
 
         # … in the revision directly after the issued document.
         if issued is not None and emb is not None:
-            self._check_revisions(emb, data, issued, found)
+            self._check_revisions(emb, data, issued, found, reviews)
         if emb is not None and status is not None:
             await self._check_commission(emb, status, found, who)
         self._check_every_field(
@@ -334,14 +377,22 @@ class Verifier:
             return ValidationContext(**kwargs)
 
     @staticmethod
-    async def _validate(emb: EmbeddedPdfSignature, context: ValidationContext) -> Any:
+    async def _validate(
+        emb: EmbeddedPdfSignature, context: ValidationContext, reviews: DiffPolicy
+    ) -> Any:
         if emb.sig_object_type == "/DocTimeStamp":
-            return await async_validate_pdf_timestamp(emb, validation_context=context)
-        return await async_validate_pdf_signature(emb, context)
+            return await async_validate_pdf_timestamp(
+                emb, validation_context=context, diff_policy=reviews
+            )
+        return await async_validate_pdf_signature(emb, context, diff_policy=reviews)
 
     @staticmethod
     def _check_revisions(
-        emb: EmbeddedPdfSignature, data: bytes, issued: IssuedConsent, found: _Findings
+        emb: EmbeddedPdfSignature,
+        data: bytes,
+        issued: IssuedConsent,
+        found: _Findings,
+        reviews: DiffPolicy,
     ) -> None:
         issued_revisions = PdfFileReader(BytesIO(issued.data), strict=False).xrefs.total_revisions
         if emb.signed_revision != issued_revisions:
@@ -361,10 +412,13 @@ class Verifier:
         # pyHanko diffs only the revisions *after* a signature; what the signing revision
         # itself changed relative to the issued consent is checked here.
         start, length = int(emb.byte_range[2]), int(emb.byte_range[3])
-        signed = PdfFileReader(BytesIO(data[: start + length]), strict=emb.reader.strict)
-        review = DEFAULT_DIFF_POLICY.review_file(
-            signed, issued_revisions - 1, doc_mdp=MDPPerm.FILL_FORMS
-        )
+        if start + length == len(data):
+            # Nothing follows the signature (the usual case): the signed revision is the
+            # file as already read, and its review is the one validating the seal asked.
+            signed = emb.reader
+        else:
+            signed = PdfFileReader(BytesIO(data[: start + length]), strict=emb.reader.strict)
+        review = reviews.review_file(signed, issued_revisions - 1, doc_mdp=MDPPerm.FILL_FORMS)
         extra = (
             set(review.changed_form_fields) - {emb.field_name}
             if isinstance(review, DiffResult)
