@@ -194,7 +194,7 @@ class Applications:
             and self.settings.review.mode == "auto"
         ):
             try:
-                self.issue(reference, actor=Actor.SYSTEM, reason='review = "auto": no findings')
+                self._issue(app, actor=Actor.SYSTEM, reason='review = "auto": no findings')
             except TransitionError:
                 return "consent_issued (by another worker)"
             return State.CONSENT_ISSUED.value
@@ -349,6 +349,12 @@ class Applications:
         app = self.store.application(reference)
         if app is None:
             raise DecisionError(f"no application {reference}")
+        return self._issue(app, actor=actor, reason=reason)
+
+    def _issue(self, app: Application, *, actor: str, reason: str) -> Issued:
+        # ``app`` as last read; the transaction below re-checks its state under a row lock.
+        reference = app.reference
+        assert reference is not None
         if app.state != State.AWAITING_REVIEW:
             raise TransitionError(reference, State(app.state), State.CONSENT_ISSUED)
         eoi = EOI.from_fields({**app.fields, "lang": app.lang})
@@ -424,9 +430,7 @@ class Applications:
         for app in self.store.applications(State.AWAITING_REVIEW):
             if not app.findings and app.reference is not None:
                 try:
-                    self.issue(
-                        app.reference, actor=Actor.SYSTEM, reason='review = "auto": no findings'
-                    )
+                    self._issue(app, actor=Actor.SYSTEM, reason='review = "auto": no findings')
                     issued += 1
                 except TransitionError:
                     pass  # another worker issued it

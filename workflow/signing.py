@@ -151,7 +151,6 @@ def sign_consent(
     3161 timestamp from that authority is embedded. Not for use inside a running event
     loop (pyHanko's synchronous API runs its own).
     """
-    _require_empty_field(data, field)
     meta = signers.PdfSignatureMetadata(
         field_name=field,
         md_algorithm="sha256",
@@ -159,7 +158,8 @@ def sign_consent(
     )
     timestamper = HTTPTimeStamper(timestamp_url) if timestamp_url else None
     reserved = signer.bytes_reserved + (_TIMESTAMP_RESERVE if timestamp_url else 0)
-    return _sign(data, signers.PdfSigner(meta, signer._pyhanko, timestamper=timestamper), reserved)
+    pdf_signer = signers.PdfSigner(meta, signer._pyhanko, timestamper=timestamper)
+    return _sign(data, pdf_signer, reserved, empty_field=field)
 
 
 def certify(data: bytes, seal: Signer) -> bytes:
@@ -169,7 +169,6 @@ def certify(data: bytes, seal: Signer) -> bytes:
     ``CommissionSignature`` field must already exist: pyHanko (like a strict reader)
     rejects signature fields created after a certification.
     """
-    _require_empty_field(data, COMMISSION_FIELD)
     meta = signers.PdfSignatureMetadata(
         field_name=SEAL_FIELD,
         md_algorithm="sha256",
@@ -180,18 +179,19 @@ def certify(data: bytes, seal: Signer) -> bytes:
     pdf_signer = signers.PdfSigner(
         meta, seal._pyhanko, new_field_spec=fields.SigFieldSpec(SEAL_FIELD)
     )
-    return _sign(data, pdf_signer, seal.bytes_reserved)
+    return _sign(data, pdf_signer, seal.bytes_reserved, empty_field=COMMISSION_FIELD)
 
 
-def _sign(data: bytes, pdf_signer: Any, reserved: int) -> bytes:
-    writer = IncrementalPdfFileWriter(BytesIO(data), strict=True)
+def _sign(data: bytes, pdf_signer: Any, reserved: int, *, empty_field: str) -> bytes:
+    """Sign ``data`` as one new revision, once it has the empty field ``empty_field``."""
+    writer = IncrementalPdfFileWriter(BytesIO(data), strict=True)  # parsed once for both
+    _require_empty_field(writer, empty_field)
     out = BytesIO()
     pdf_signer.sign_pdf(writer, output=out, bytes_reserved=reserved)
     return out.getvalue()
 
 
-def _require_empty_field(data: bytes, name: str) -> None:
-    writer = IncrementalPdfFileWriter(BytesIO(data), strict=True)
+def _require_empty_field(writer: IncrementalPdfFileWriter, name: str) -> None:
     empty = list(fields.enumerate_sig_fields(writer, filled_status=False, with_name=name))
     if not empty:
         raise SignerError(

@@ -28,7 +28,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, DateTime, Engine, Index, TypeDecorator, event, inspect, text
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.pool import NullPool
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from workflow.states import State, check_transition
@@ -409,6 +408,7 @@ class Tx:
     def __init__(self, session: Session, clock: Callable[[], datetime]) -> None:
         self.session = session
         self.clock = clock
+        self._head: ChainHead | None = None  # locked by the first event of this transaction
 
     def now(self) -> datetime:
         """The injected clock's current UTC time."""
@@ -428,11 +428,12 @@ class Tx:
         data: dict[str, Any] | None = None,
     ) -> EventRow:
         """Append one event to the chain (the chain head row is locked until commit)."""
-        head = self.session.exec(
-            select(ChainHead).where(ChainHead.id == 1).with_for_update()
-        ).first()
+        head = self._head
         if head is None:
-            head = ChainHead()
+            head = self.session.exec(
+                select(ChainHead).where(ChainHead.id == 1).with_for_update()
+            ).first() or ChainHead()
+            self._head = head
         row = EventRow(
             at=self.now(),
             reference=reference,
@@ -665,7 +666,7 @@ class Tx:
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": 60, "check_same_thread": False}, poolclass=NullPool
+            url, connect_args={"timeout": 60, "check_same_thread": False}
         )
 
         @event.listens_for(engine, "connect")
