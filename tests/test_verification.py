@@ -194,6 +194,22 @@ def test_report_json_shape(pki: TestPki, consent: IssuedConsent) -> None:
     assert "urn:etsi:019102:mainindication:" in xml
 
 
+def test_etsi_report_is_pyhankos_own(pki: TestPki, consent: IssuedConsent) -> None:
+    """The ETSI report, serialised with one xsdata context per process, is pyHanko's own."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation.ades import ades_lta_validation
+    from pyhanko.sign.validation.report.tools import generate_report
+
+    from workflow.verification import _etsi_xml
+
+    signed = commission_sign(consent.data, pki, timestamp=True)
+    reader = PdfFileReader(BytesIO(signed))
+    (emb,) = [e for e in reader.embedded_signatures if e.field_name == signing.COMMISSION_FIELD]
+    result = asyncio.run(ades_lta_validation(emb, Verifier(policy(pki))._ades_spec()))
+    for _ in range(2):  # the second report reuses the context the first one filled
+        assert _etsi_xml(emb, result) == generate_report(emb, result)
+
+
 def test_async_entry_point_inside_running_loop(pki: TestPki, consent: IssuedConsent) -> None:
     """verify() is awaitable from a running event loop (the sync pyHanko API is not)."""
     signed = commission_sign(consent.data, pki)
