@@ -352,7 +352,7 @@ class Verifier:
         if issued is not None and emb is not None:
             self._check_revisions(emb, data, issued, found, reviews)
         if emb is not None and status is not None:
-            await self._check_commission(emb, status, found, who)
+            await self._check_commission(emb, status, found, who, reviews)
         self._check_every_field(
             fields=fields,
             embedded=embedded,
@@ -459,7 +459,12 @@ class Verifier:
             )
 
     async def _check_commission(
-        self, emb: EmbeddedPdfSignature, status: Any, found: _Findings, who: _Signer
+        self,
+        emb: EmbeddedPdfSignature,
+        status: Any,
+        found: _Findings,
+        who: _Signer,
+        reviews: DiffPolicy,
     ) -> None:
         cert = status.signing_cert
         der = cert.dump()
@@ -476,7 +481,7 @@ class Verifier:
                 False,
                 f"pyHanko does not accept the signature as a whole ({status.summary()}).",
             )
-        who.etsi_xml = await self._etsi_report(emb)
+        who.etsi_xml = await self._etsi_report(emb, reviews)
 
     @staticmethod
     def _check_integrity(status: Any, found: _Findings) -> None:
@@ -672,16 +677,16 @@ class Verifier:
                 "validation data and timestamps may follow the signature.",
             )
 
-    async def _etsi_report(self, emb: EmbeddedPdfSignature) -> str | None:
+    async def _etsi_report(self, emb: EmbeddedPdfSignature, reviews: DiffPolicy) -> str | None:
         # Evidence only, never the gate: the AdES engine misses the diff result and
         # reports NO_POE for a sound B-LT signature without a document timestamp.
         try:
-            result = await ades_lta_validation(emb, self._ades_spec())
+            result = await ades_lta_validation(emb, self._ades_spec(reviews))
             return _etsi_xml(emb, result)
         except Exception:
             return None
 
-    def _ades_spec(self) -> Any:
+    def _ades_spec(self, reviews: DiffPolicy = DEFAULT_DIFF_POLICY) -> Any:
         revinfo = NO_REVOCATION if self.policy.revocation == "off" else REQUIRE_REVINFO
         fetching = (
             RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH
@@ -699,7 +704,8 @@ class Verifier:
                     certificate_fetching_rule=CertificateFetchingRule.NEVER_FETCH,
                 ),
                 key_usage_settings=KeyUsageConstraints(key_usage={"non_repudiation"}),
-            )
+            ),
+            diff_policy=reviews,
         )
 
     @staticmethod
