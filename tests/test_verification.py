@@ -144,6 +144,29 @@ def test_accepts_sealed_consent(pki: TestPki, consent: IssuedConsent) -> None:
     assert any(c.code == "certification_broken" and c.ok for c in report.checks)
 
 
+def test_accepts_seal_that_locks_a_list_of_fields(pki: TestPki, consent: IssuedConsent) -> None:
+    """A seal whose field lock names fields (a FieldMDP list) is reviewed like any other."""
+    from pyhanko.sign import fields, signers
+
+    meta = signers.PdfSignatureMetadata(
+        field_name="OfficeSeal",
+        md_algorithm="sha256",
+        subfilter=fields.SigSeedSubFilter.PADES,
+        certify=True,
+        docmdp_permissions=fields.MDPPerm.FILL_FORMS,
+    )
+    lock = fields.FieldMDPSpec(fields.FieldMDPAction.INCLUDE, ["OfficeSeal"])
+    spec = fields.SigFieldSpec("OfficeSeal", field_mdp_spec=lock)
+    out = BytesIO()
+    signers.PdfSigner(meta, pki.signer("seal"), new_field_spec=spec).sign_pdf(
+        IncrementalPdfFileWriter(BytesIO(consent.data)), output=out
+    )
+    sealed = IssuedConsent(consent.reference, hashlib.sha256(out.getvalue()).hexdigest(),
+                           out.getvalue())  # fmt: skip
+    report = verify(pki, commission_sign(sealed.data, pki), sealed)
+    assert report.accepted, report.failed
+
+
 def test_accepts_real_consent_sealed_and_signed(pki: TestPki) -> None:
     """forms.consent's actual output, sealed by the office and signed, is accepted."""
     import datetime

@@ -172,7 +172,12 @@ class _ReviewOnce(DiffPolicy):
         doc_mdp: MDPPerm | None = None,
     ) -> DiffResult | SuspiciousModification:
         """The default policy's review of ``reader`` since ``base_revision``, computed once."""
-        key = (reader, base_revision, field_mdp_spec, doc_mdp)
+        # A field lock read from the file holds a PDF array (unhashable): key on its values.
+        lock = None
+        if field_mdp_spec is not None:
+            names = field_mdp_spec.fields
+            lock = (field_mdp_spec.action, None if names is None else tuple(map(str, names)))
+        key = (reader, base_revision, lock, doc_mdp)
         if key not in self._reviews:
             self._reviews[key] = DEFAULT_DIFF_POLICY.review_file(
                 reader, base_revision, field_mdp_spec=field_mdp_spec, doc_mdp=doc_mdp
