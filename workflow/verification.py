@@ -148,11 +148,12 @@ class _ReviewOnce(DiffPolicy):
     """pyHanko's default difference analysis, each review done once per document.
 
     The analysis is the most expensive step of a verification, and one review is asked
-    twice: validating the office seal makes pyHanko review the revisions after the seal —
-    for a consent signed as issued, exactly the revision the Commission's signature added —
-    and `Verifier._check_revisions` reviews that same revision against the issued consent.
-    A review depends only on its arguments (the reader, the base revision, the MDP
-    settings), so a repeated question gets the first answer.
+    three times: validating the office seal makes pyHanko review the revisions after the
+    seal — for a consent signed as issued, exactly the revision the Commission's signature
+    added —, `Verifier._check_revisions` reviews that same revision against the issued
+    consent, and the ETSI report's AdES run reviews the seal again. A review depends only on
+    its arguments (the reader, the base revision, the MDP settings), so a repeated question
+    gets the first answer.
     """
 
     def __init__(self) -> None:
