@@ -54,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     # pyHanko logs expected validation findings with tracebacks, as the CLI's log filter knows.
     for name in ("pypdf", "pyhanko", "pyhanko_certvalidator"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    pki = make_demo_pki(Path(tempfile.mkdtemp(prefix="consentflow-verify-")) / "pki")
+    work = Path(tempfile.mkdtemp(prefix="consentflow-verify-"))
+    pki = make_demo_pki(work / "pki")
     seal = Signer.from_p12(pki.seal_p12)
     commission = Signer.from_p12(pki.signer_p12)
+    root = load_cert_from_pemder(str(pki.root_pem))  # type: ignore[no-untyped-call]
     corpus = Corpus(2)
     issued: dict[str, IssuedConsent] = {}
     signed: list[bytes] = []
@@ -77,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
             seal_certificate_sha256=pki.seal_sha256,
         )
     )
+    shutil.rmtree(work)  # the keys and the trust root are in memory now
 
     def engine(data: bytes) -> None:
         report = verifier.verify_sync(data, issued.get)
         if not report.accepted:
             raise RuntimeError(f"the verifier rejects a genuine consent: {report.failed}")
 
-    root = load_cert_from_pemder(str(pki.root_pem))  # type: ignore[no-untyped-call]
     floor_ms = _per_doc(lambda data: _validate(data, root), signed)
     engine_ms = _per_doc(engine, signed)
     print(f"{len(signed)} signed consents, one at a time, in-process (median of per-file times)")
