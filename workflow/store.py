@@ -430,9 +430,12 @@ class Tx:
         """Append one event to the chain (the chain head row is locked until commit)."""
         head = self._head
         if head is None:
-            head = self.session.exec(
-                select(ChainHead).where(ChainHead.id == 1).with_for_update()
-            ).first() or ChainHead()
+            head = (
+                self.session.exec(
+                    select(ChainHead).where(ChainHead.id == 1).with_for_update()
+                ).first()
+                or ChainHead()
+            )
             self._head = head
         row = EventRow(
             at=self.now(),
@@ -665,9 +668,7 @@ class Tx:
 
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url, connect_args={"timeout": 60, "check_same_thread": False}
-        )
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
