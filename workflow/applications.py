@@ -414,11 +414,10 @@ class Applications:
     def restore_outbox(self) -> int:
         """Re-place consents whose outbox copy a crash left unwritten; return how many."""
         restored = 0
-        for app in self.store.applications(State.CONSENT_ISSUED):
-            assert app.reference is not None and app.issued_sha256 is not None
-            path = self.settings.outbox / f"{app.reference}.pdf"
+        for reference, sha256 in self.store.issued_consents():
+            path = self.settings.outbox / f"{reference}.pdf"
             if not path.exists():
-                self.place_in_outbox(app.reference, self.archive.get(app.issued_sha256))
+                self.place_in_outbox(reference, self.archive.get(sha256))
                 restored += 1
         return restored
 

@@ -303,6 +303,20 @@ class Store:
                 query = query.where(Application.state == state.value)
             return list(session.exec(query.order_by(col(Application.id))))
 
+    def issued_consents(self) -> list[tuple[str, str]]:
+        """``(reference, issued SHA-256)`` of every application in ``consent_issued``.
+
+        Two columns only: the lease sweep asks this of a database that grows without
+        bound, and whole rows (fields, findings) would make each sweep's memory grow too.
+        """
+        with Session(self.engine) as session:
+            query = (
+                select(Application.reference, Application.issued_sha256)
+                .where(Application.state == State.CONSENT_ISSUED.value)
+                .order_by(col(Application.id))
+            )
+            return [(ref, sha) for ref, sha in session.exec(query) if ref and sha]
+
     def application(self, reference: str) -> Application | None:
         """One application by reference."""
         with Session(self.engine) as session:
