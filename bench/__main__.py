@@ -27,7 +27,9 @@ from bench.engine import Home, cpu_seconds, memory, postgres_url, reset_postgres
 from bench.floor import Floor, measure_floor
 from bench.profiling import Profile, profile_engine
 from bench.report import Row, render_results, render_table, status
+from bench.scale import burst, run_burst
 from workflow.signing import Signer, sign_consent
+from workflow.store import Store
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -39,6 +41,7 @@ class Options:
     quick: bool
     n: int
     memory_n: int
+    scale_n: int
     latency_valid: int
     latency_invalid: int
     pyhanko_files: int
@@ -76,6 +79,9 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--memory-n", type=int, help="documents for the memory point (default 10000; quick 40)"
     )
+    parser.add_argument(
+        "--scale-n", type=int, help="files in the 4-worker burst (default 2000; quick 40)"
+    )
     parser.add_argument("--idle-s", type=float, help="idle measurement (default 60 s; quick 5)")
     parser.add_argument(
         "--results",
@@ -92,6 +98,7 @@ def parse(argv: list[str] | None) -> Options:
         quick=quick,
         n=n,
         memory_n=max(memory_n, n),
+        scale_n=args.scale_n or (40 if quick else 2000),
         latency_valid=5 if quick else 200,
         latency_invalid=2 if quick else 50,
         pyhanko_files=2 if quick else 25,
@@ -163,6 +170,7 @@ def _measure(run: Run, work: Path) -> None:
     )
 
     _intake(run, corpus, main_home, work, floor_rate)
+    _scale(run, corpus, main_home, work)
     _verification(run, main_home, floor, work)
     main_home.stop()
     _latency(run, corpus, work)
@@ -260,6 +268,35 @@ def _intake(run: Run, corpus: Corpus, main_home: Home, work: Path, floor_rate: f
         else:
             run.add("intake", label, f"{rates[key]:.1f} docs/s",
                     f"{rates[key] / floor_rate:.0%} of floor")  # fmt: skip
+
+
+def _scale(run: Run, corpus: Corpus, main_home: Home, work: Path) -> None:
+    """Issue 5's point: a burst for ``run --workers 4`` on PostgreSQL, every file accounted for."""
+    n = run.options.scale_n
+    url = postgres_url()
+    version = reset_postgres(url)
+    if version is None:
+        run.notes.append(f"PostgreSQL at {url} unreachable: the 4-worker burst not measured")
+        return
+    run.postgres = version
+    work_burst = burst(corpus, n, first=0)
+    label = f"{n} files (valid, invalid, repeated, damaged), 4 workers, PostgreSQL"
+    _step(f"scale: {label}")
+    home = Home(work / "scale", database_url=url, pki=main_home.pki)
+    store = Store(url)
+    home.start(4)
+    try:
+        account = run_burst(home, store, work_burst, timeout=120 + 2.0 * n)
+    finally:
+        home.stop()
+        store.close()
+    ok = not account.problems
+    run.add(
+        "scale", label, f"{account.files / account.seconds:.1f} files/s",
+        "every file in one place, no consent twice, none lost" if ok
+        else "; ".join(account.problems),
+        "every file accounted for once", status(ok),
+    )  # fmt: skip
 
 
 def _memory(run: Run, corpus: Corpus, main_home: Home, first_rss: float, timeout: float) -> None:

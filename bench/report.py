@@ -115,7 +115,8 @@ def render_results(run: Run, table: str, argv: list[str] | None) -> str:
         "```",
         "",
         f"Sizes: {options.n} EOIs per intake run (1 in 10 invalid), memory up to "
-        f"{options.memory_n} documents, latency {options.latency_valid} valid + "
+        f"{options.memory_n} documents, a burst of {options.scale_n} files for 4 workers, "
+        f"latency {options.latency_valid} valid + "
         f"{options.latency_invalid} invalid files one at a time, `pyhanko sign validate` on "
         f"{options.pyhanko_files} files and `pdfsig` on {options.pdfsig_files}, idle "
         f"{options.idle_s:.0f} s. Every engine is a real `consentflow run` process on a fresh "
