@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import shutil
+import subprocess
 import threading
 import time
 from datetime import datetime
@@ -16,7 +17,13 @@ import pytest
 from watchdog.observers.api import BaseObserver
 from watchdog.utils import delayed_queue
 
-from workflow.watching import WatchConfig, Watcher, WatchMode, default_observer
+from workflow.watching import (
+    WatchConfig,
+    Watcher,
+    WatchMode,
+    default_observer,
+    filesystem_type_of,
+)
 
 STABLE = 0.2
 PDF = b"%PDF-1.7\n" + b"x" * 4000 + b"\n%%EOF\n"
@@ -385,3 +392,44 @@ def test_status_reports_mode_folders_pending_and_last_rescan(inbox: Path) -> Non
     last = datetime.fromisoformat(str(status["last_rescan"]))
     assert last.utcoffset() is not None
     assert last.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("fstype", "polling_interval_s", "warned"),
+    [("nfs4", 0.0, True), ("cifs", 0.0, True), ("nfs4", 5.0, False), ("ext4", 0.0, False)],
+)
+def test_warns_when_events_watch_a_network_filesystem(
+    inbox: Path,
+    caplog: pytest.LogCaptureFixture,
+    fstype: str,
+    polling_interval_s: float,
+    warned: bool,
+) -> None:
+    """Native events on NFS or CIFS miss other hosts' changes: say so, and what to set."""
+    config = WatchConfig(folders=(inbox,), polling_interval_s=polling_interval_s)
+    watching = Watcher(
+        config, observer_factory=RecordingFactory(), filesystem_type=lambda _path: fstype
+    )
+    with caplog.at_level(logging.WARNING, logger="workflow.watching"):
+        watching.start()
+        watching.stop()
+    warnings = [r.getMessage() for r in caplog.records if "polling_interval_s" in r.getMessage()]
+    if warned:
+        assert warnings == [
+            f"{inbox} is on a {fstype} filesystem, where file events may miss changes made "
+            "elsewhere; set [intake] polling_interval_s (e.g. 5) to poll instead"
+        ]
+    else:
+        assert warnings == []
+
+
+def test_filesystem_type_is_the_mount_holding_the_folder(inbox: Path) -> None:
+    """The type read from /proc/mounts is the one util-linux's findmnt reports."""
+    findmnt = shutil.which("findmnt")
+    if findmnt is None:
+        pytest.skip("findmnt (util-linux) is not installed")
+    expected = subprocess.run(
+        [findmnt, "-n", "-o", "FSTYPE", "--target", str(inbox)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert filesystem_type_of(inbox) == expected

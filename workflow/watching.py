@@ -209,11 +209,13 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
         path_filter: Callable[[Path], bool] | None = None,
         observer_factory: ObserverFactory = default_observer,
+        filesystem_type: Callable[[Path], str | None] | None = None,
     ) -> None:
         """Prepare watching ``config.folders``; nothing runs before `start`.
 
         ``path_filter`` is an extra predicate after the name patterns (false: ignore the file);
-        ``observer_factory`` builds the watchdog observers (the default suits production).
+        ``observer_factory`` builds the watchdog observers (the default suits production);
+        ``filesystem_type`` names the filesystem a folder is on (default: `/proc/mounts`).
         """
         self._config = config
         self._folders = tuple(Path(os.path.abspath(f)) for f in config.folders)
@@ -221,6 +223,7 @@ class Watcher:
         self._clock = clock
         self._path_filter = path_filter
         self._factory = observer_factory
+        self._filesystem_type = filesystem_type or filesystem_type_of
         self._mode = WatchMode.POLLING if config.polling_interval_s > 0 else WatchMode.EVENTS
         self._polling_s = config.polling_interval_s
         self._observer: BaseObserver | None = None
@@ -591,7 +594,7 @@ class Watcher:
         """Warn when native events cannot see the folder's changes (notes §2, §5 A5)."""
         if self._mode is not WatchMode.EVENTS:
             return
-        fstype = _filesystem_type(folder)
+        fstype = self._filesystem_type(folder)
         if fstype and fstype.startswith(_REMOTE_FS):
             self._log.warning(
                 "%s is on a %s filesystem, where file events may miss changes made elsewhere; "
@@ -601,7 +604,7 @@ class Watcher:
             )
 
 
-def _filesystem_type(path: Path) -> str | None:
+def filesystem_type_of(path: Path) -> str | None:
     """The type of the mount holding ``path``, from /proc/mounts; None when unknown."""
     try:
         lines = Path("/proc/mounts").read_text(encoding="utf-8").splitlines()
