@@ -72,20 +72,14 @@ class Engine:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise FolderError(f"{folder} cannot be created: {exc.strerror}") from exc
-        self._wait_for_database()
-        self.intake.prepare()
-        for folder in (self.settings.outbox, self.settings.archive, self.settings.failed):
             removed = remove_stale_temp_files(folder, older_than_s=self.settings.intake.lease_s)
             if removed:
                 log.info("removed %d unfinished temporary file(s) from %s", removed, folder)
+        self._wait_for_database()
+        self.intake.prepare()
         self.applications.warm_up()
-        restored = self.applications.restore_outbox()
-        if restored:
-            log.info("restored %d consent(s) to outbox/ after a crash", restored)
         self.intake.recover()
-        issued = self.applications.issue_pending_auto()
-        if issued:
-            log.info("issued %d consent(s) left pending by a crash", issued)
+        self._follow_up()  # outbox copies and auto consents a crash left undone
 
     def _wait_for_database(self) -> None:
         delay = 1.0
