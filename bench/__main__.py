@@ -26,7 +26,7 @@ from bench.corpus import Corpus
 from bench.engine import Home, cpu_seconds, memory, postgres_url, reset_postgres
 from bench.floor import Floor, measure_floor
 from bench.profiling import Profile, profile_engine
-from bench.report import Row, render_results, render_table, status
+from bench.report import Row, print_run, render_results, status
 from bench.scale import burst, run_burst
 from workflow.signing import Signer, sign_consent
 from workflow.store import Store
@@ -124,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"home folders kept in {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    table = render_table(run.rows)
-    print(table)
-    for note in run.notes:
-        print(f"note: {note}")
+    table = print_run(run)
     if options.results is not None:
         options.results.write_text(render_results(run, table, argv))
         print(f"wrote {options.results}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.__main__ import Run, _latency, _step, parse
 from bench.corpus import Corpus
-from bench.report import render_table
+from bench.report import print_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         _latency(run, Corpus(options.bases), work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(render_table(run.rows))
-    for note in run.notes:
-        print(f"note: {note}")
+    print_run(run)
     return 0
 
 

@@ -89,6 +89,15 @@ def machine() -> list[str]:
     ]
 
 
+def print_run(run: Run) -> str:
+    """Print the run's table and its notes (every ``bench`` command ends so); return the table."""
+    table = render_table(run.rows)
+    print(table)
+    for note in run.notes:
+        print(f"note: {note}")
+    return table
+
+
 def render_results(run: Run, table: str, argv: list[str] | None) -> str:
     """The whole of ``RESULTS.md`` for one run."""
     options = run.options

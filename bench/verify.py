@@ -32,7 +32,7 @@ from bench.__main__ import Run, _step, _verification, parse
 from bench.corpus import Corpus
 from bench.engine import Home
 from bench.floor import _add_field, _validate, measure_floor
-from bench.report import render_table
+from bench.report import print_run
 from forms.consent import render_consent_body
 from forms.eoi import EOI
 from forms.reading import read_eoi
@@ -120,9 +120,7 @@ def _engine(n: int) -> int:
         home.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(render_table(run.rows))
-    for note in run.notes:
-        print(f"note: {note}")
+    print_run(run)
     return 0
 
 
