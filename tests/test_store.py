@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -88,6 +89,46 @@ def test_transition_table_is_enforced(store: Store) -> None:
         tx.move(app, State.SIGNED, actor="system")
     assert len(store.events()) == before
     assert store.application(reference).state == State.AWAITING_REVIEW  # type: ignore[union-attr]
+
+
+def test_reads_are_not_held_back_by_an_open_write(store: Store) -> None:
+    """The office's reads answer while a worker's transaction is open, and see only what
+    was committed: on SQLite they read a snapshot instead of queueing for the write lock."""
+    reference = _application(store)
+    inside, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with store.tx() as tx:
+            tx.append_event("note", actor="system", reference=reference)  # takes the lock
+            inside.set()
+            release.wait(60)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen: dict[str, object] = {}
+
+    def read() -> None:
+        seen["applications"] = [app.reference for app in store.applications()]
+        seen["events"] = [event.kind for event in store.events(reference=reference)]
+        seen["known"] = store.known_document("f" * 64)
+        seen["chain"] = store.verify_chain().ok
+
+    try:
+        assert inside.wait(10)
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "a read waited for the writer's transaction"
+    finally:
+        release.set()
+        writer.join()
+    assert seen == {
+        "applications": [reference],
+        "events": ["received", "state"],
+        "known": None,
+        "chain": True,
+    }
+    assert [event.kind for event in store.events(reference=reference)][-1] == "note"
 
 
 def test_audit_verify_passes_on_untouched_history(store: Store) -> None:

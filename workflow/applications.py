@@ -27,7 +27,7 @@ from workflow.config import Settings
 from workflow.intake import Claimed, PermanentError
 from workflow.signature_report import IssuedConsent, SignatureReport
 from workflow.states import Actor, DecisionError, State, TransitionError
-from workflow.store import Application, Document, IntakeItem, Store, Tx, org_key
+from workflow.store import Application, IntakeItem, KnownDocument, Store, Tx, org_key
 from workflow.verification import Verifier
 
 #: Seals (certifies) issued consent bytes; ``None`` when no office seal is configured.
@@ -75,7 +75,7 @@ class Applications:
         problems: list[dict[str, str]] = []
         eoi: EOI | None = None
         lang = Lang.EN
-        if self._known_document(sha256) is None:
+        if self.store.known_document(sha256) is None:
             try:
                 raw = read_eoi(data, max_bytes=int(self.settings.intake.max_file_mb * 1024 * 1024))
             except UnusableDocument as exc:
@@ -87,7 +87,7 @@ class Applications:
             eoi = validation.eoi
             if eoi is not None:
                 fields.update(eoi.to_fields())
-        self.archive.put(data)
+        self.archive.put(data, sha256=sha256)
 
         with self.store.tx() as tx:
             item = tx.get_item(claimed.item_id)
@@ -204,12 +204,8 @@ class Applications:
             self.place_in_outbox(reference, self.archive.get(issued))
         return state.value
 
-    def _known_document(self, sha256: str) -> Document | None:
-        with self.store.tx() as tx:
-            return tx.find_document(sha256)
-
     @staticmethod
-    def _duplicate(tx: Tx, claimed: Claimed, known: Document, sha256: str) -> str:
+    def _duplicate(tx: Tx, claimed: Claimed, known: KnownDocument, sha256: str) -> str:
         """Record a file whose exact bytes were received before; finish its ledger row."""
         item = tx.get_item(claimed.item_id)
         assert item is not None
@@ -248,12 +244,12 @@ class Applications:
         """
         data = claimed.path.read_bytes()
         sha256 = hashlib.sha256(data).hexdigest()
-        known = self._known_document(sha256)
+        known = self.store.known_document(sha256)
         if known is not None:
             with self.store.tx() as tx:
                 return self._duplicate(tx, claimed, known, sha256)
         report = self.verify(data)
-        self.archive.put(data)
+        self.archive.put(data, sha256=sha256)
         report_json = report.to_json()
         evidence = report_json.pop("etsi_report_xml", None)
         failed = [check for check in report.checks if not check.ok]

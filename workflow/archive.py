@@ -75,9 +75,12 @@ class Archive:
         """Where the bytes with this SHA-256 live."""
         return self.root / sha256[:2] / sha256
 
-    def put(self, data: bytes) -> str:
-        """Store ``data`` durably (idempotent) and return its SHA-256."""
-        sha256 = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, *, sha256: str | None = None) -> str:
+        """Store ``data`` durably (idempotent) and return its SHA-256.
+
+        ``sha256``, when the caller has just computed it, saves hashing ``data`` again.
+        """
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
         target = self.path(sha256)
         if target.is_file() and target.stat().st_size == len(data):
             return sha256

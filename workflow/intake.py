@@ -344,7 +344,7 @@ class Intake:
         for attempt in range(1, 1_000_000):
             try:
                 with self.store.tx() as tx:
-                    item = tx.claim_item(
+                    item_id = tx.claim_item(
                         folder=folder_name,
                         original_name=original,
                         claimed_name=target.name,
@@ -352,8 +352,6 @@ class Intake:
                         owner=self.worker,
                         lease_until=self._lease_until(),
                     )
-                    assert item.id is not None
-                    item_id = item.id
                 break
             except (OperationalError, DBAPIError) as exc:
                 # The file is safe in .processing/; wait for the database, never drop it.

@@ -26,7 +26,20 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, DateTime, Engine, Index, TypeDecorator, event, inspect, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    Index,
+    Table,
+    TypeDecorator,
+    event,
+    insert,
+    inspect,
+    text,
+    update,
+)
+from sqlalchemy import select as core_select
 from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
@@ -34,6 +47,9 @@ from workflow.states import State, check_transition
 
 #: Genesis value of the event hash chain.
 GENESIS = "0" * 64
+
+#: Execution option of the store's read-only connections (see `_make_engine`).
+_READ_ONLY = "consentflow_read_only"
 
 #: PostgreSQL advisory lock key that serialises schema checks and migrations
 #: (the first 8 bytes of SHA-256("consentflow schema"), as a signed 64-bit integer).
@@ -173,18 +189,48 @@ class ChainHead(SQLModel, table=True):
     count: int = 0
 
 
+def _table(name: str) -> Table:
+    return SQLModel.metadata.tables[name]
+
+
+# The tables written on every document's path, for Core statements: the ORM's unit of
+# work costs several times more per row than the statement (bench/HISTORY.md).
+_APPLICATIONS = _table("applications")
+_DOCUMENTS = _table("documents")
+_ITEMS = _table("intake_items")
+_EVENTS = _table("events")
+_HEAD = _table("chain_head")
+
+
 def event_hash(row: EventRow) -> str:
     """SHA-256 over the previous hash and every recorded field of ``row``."""
+    return _event_digest(
+        prev_hash=row.prev_hash,
+        at=row.at,
+        reference=row.reference,
+        actor=row.actor,
+        kind=row.kind,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        reason=row.reason,
+        data=row.data,
+    )
+
+
+def _event_digest(
+    *, prev_hash: str, at: datetime, reference: str | None, actor: str, kind: str,
+    from_state: str | None, to_state: str | None, reason: str, data: dict[str, Any],
+) -> str:  # fmt: skip
     payload = [
-        row.prev_hash,
-        row.at.astimezone(UTC).isoformat(),
-        row.reference,
-        row.actor,
-        row.kind,
-        row.from_state,
-        row.to_state,
-        row.reason,
-        row.data,
+        prev_hash,
+        at.astimezone(UTC).isoformat(),
+        reference,
+        actor,
+        kind,
+        from_state,
+        to_state,
+        reason,
+        data,
     ]
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -206,6 +252,9 @@ class Store:
         self.url = url
         self.clock = clock or (lambda: datetime.now(UTC))
         self.engine = _make_engine(url)
+        # Reads take no write lock: on SQLite a deferred BEGIN, a snapshot that neither
+        # waits for a writer nor holds one back (WAL); on PostgreSQL nothing changes.
+        self._reader = self.engine.execution_options(**{_READ_ONLY: True})
 
     # -- schema -------------------------------------------------------------------
 
@@ -283,7 +332,9 @@ class Store:
         """One transaction: committed when the block ends, rolled back if it raises."""
         with Session(self.engine, expire_on_commit=False) as session:
             try:
-                yield Tx(session, self.clock)
+                tx = Tx(session, self.clock)
+                yield tx
+                tx.write_head()
                 session.commit()
             except BaseException:
                 session.rollback()
@@ -295,9 +346,14 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------
 
+    def known_document(self, sha256: str) -> KnownDocument | None:
+        """The recorded document with these bytes, if any (read without a write lock)."""
+        with self._reader.connect() as connection:
+            return _known_document(connection, sha256)
+
     def applications(self, state: State | None = None) -> list[Application]:
         """Every application, oldest first, optionally in one state."""
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             query = select(Application).where(col(Application.reference).is_not(None))
             if state is not None:
                 query = query.where(Application.state == state.value)
@@ -309,7 +365,7 @@ class Store:
         Two columns only: the lease sweep asks this of a database that grows without
         bound, and whole rows (fields, findings) would make each sweep's memory grow too.
         """
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             query = (
                 select(Application.reference, Application.issued_sha256)
                 .where(Application.state == State.CONSENT_ISSUED.value)
@@ -319,20 +375,20 @@ class Store:
 
     def application(self, reference: str) -> Application | None:
         """One application by reference."""
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             return session.exec(
                 select(Application).where(Application.reference == reference)
             ).first()
 
     def documents(self, application_id: int) -> list[Document]:
         """The documents of an application, oldest first."""
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             query = select(Document).where(Document.application_id == application_id)
             return list(session.exec(query.order_by(col(Document.id))))
 
     def signature_reports(self, application_id: int) -> list[SignatureReportRow]:
         """The verification attempts for an application, oldest first."""
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             query = select(SignatureReportRow).where(
                 SignatureReportRow.application_id == application_id
             )
@@ -342,7 +398,7 @@ class Store:
         self, *, reference: str | None = None, after_id: int = 0, limit: int | None = None
     ) -> list[EventRow]:
         """Events oldest first; with ``limit``, the newest ``limit`` of them."""
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             query = select(EventRow).where(col(EventRow.id) > after_id)
             if reference is not None:
                 query = query.where(EventRow.reference == reference)
@@ -353,7 +409,7 @@ class Store:
 
     def items(self, status: str | None = None) -> list[IntakeItem]:
         """The intake ledger, oldest first."""
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             query = select(IntakeItem)
             if status is not None:
                 query = query.where(IntakeItem.status == status)
@@ -361,14 +417,14 @@ class Store:
 
     def item_by_claim(self, claimed_name: str) -> IntakeItem | None:
         """The ledger row of a file in ``.processing/``."""
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             return session.exec(
                 select(IntakeItem).where(IntakeItem.claimed_name == claimed_name)
             ).first()
 
     def issued_by_sha256(self, sha256: str) -> Application | None:
         """The application whose issued consent has this SHA-256."""
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             return session.exec(
                 select(Application).where(Application.issued_sha256 == sha256)
             ).first()
@@ -377,7 +433,7 @@ class Store:
         """Recompute the event chain; report the first event whose hash or link is wrong."""
         previous = GENESIS
         count = 0
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             head = session.get(ChainHead, 1)
             for row in session.exec(select(EventRow).order_by(col(EventRow.id))):
                 count += 1
@@ -407,6 +463,21 @@ class Store:
 
 
 @dataclass(frozen=True)
+class KnownDocument:
+    """A recorded document: its SHA-256 and the application it belongs to."""
+
+    sha256: str
+    application_id: int | None
+
+
+def _known_document(connection: Connection, sha256: str) -> KnownDocument | None:
+    row = connection.execute(
+        core_select(_DOCUMENTS.c.application_id).where(_DOCUMENTS.c.sha256 == sha256)
+    ).first()
+    return KnownDocument(sha256, row[0]) if row else None
+
+
+@dataclass(frozen=True)
 class AuditResult:
     """Outcome of :meth:`Store.verify_chain`."""
 
@@ -422,11 +493,19 @@ class Tx:
     def __init__(self, session: Session, clock: Callable[[], datetime]) -> None:
         self.session = session
         self.clock = clock
-        self._head: ChainHead | None = None  # locked by the first event of this transaction
+        # The chain head, locked by this transaction's first event and written back once
+        # when it commits: (last hash, count, whether the row exists).
+        self._head: tuple[str, int, bool] | None = None
+        self._head_read: tuple[str, int] | None = None
 
     def now(self) -> datetime:
         """The injected clock's current UTC time."""
         return self.clock()
+
+    def _connection(self) -> Connection:
+        # The session's own connection and transaction: Core statements here commit or
+        # roll back with the ORM's changes.
+        return self.session.connection()
 
     # -- events --------------------------------------------------------------------
 
@@ -440,36 +519,47 @@ class Tx:
         to_state: State | None = None,
         reason: str = "",
         data: dict[str, Any] | None = None,
-    ) -> EventRow:
+    ) -> None:
         """Append one event to the chain (the chain head row is locked until commit)."""
-        head = self._head
-        if head is None:
-            head = (
-                self.session.exec(
-                    select(ChainHead).where(ChainHead.id == 1).with_for_update()
-                ).first()
-                or ChainHead()
+        connection = self._connection()
+        if self._head is None:
+            row = connection.execute(
+                core_select(_HEAD.c.last_hash, _HEAD.c.count)
+                .where(_HEAD.c.id == 1)
+                .with_for_update()
+            ).first()
+            self._head = (row[0], row[1], True) if row else (GENESIS, 0, False)
+            self._head_read = self._head[:2]
+        last_hash, count, exists = self._head
+        values: dict[str, Any] = {
+            "at": self.now(),
+            "reference": reference,
+            "actor": actor,
+            "kind": kind,
+            "from_state": from_state.value if from_state else None,
+            "to_state": to_state.value if to_state else None,
+            "reason": reason,
+            "data": data or {},
+            "prev_hash": last_hash,
+        }
+        values["hash"] = _event_digest(**values)
+        connection.execute(insert(_EVENTS), values)
+        self._head = (values["hash"], count + 1, exists)
+
+    def write_head(self) -> None:
+        """Write the chain head this transaction moved (:meth:`Store.tx` calls it last)."""
+        if self._head is None or self._head[:2] == self._head_read:
+            return
+        last_hash, count, exists = self._head
+        connection = self._connection()
+        if exists:
+            connection.execute(
+                update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=last_hash, count=count)
             )
-            self._head = head
-        row = EventRow(
-            at=self.now(),
-            reference=reference,
-            actor=actor,
-            kind=kind,
-            from_state=from_state.value if from_state else None,
-            to_state=to_state.value if to_state else None,
-            reason=reason,
-            data=data or {},
-            prev_hash=head.last_hash,
-            hash="",
-        )
-        row.hash = event_hash(row)
-        head.last_hash = row.hash
-        head.count += 1
-        self.session.add(row)
-        self.session.add(head)
-        self.session.flush()
-        return row
+        else:
+            connection.execute(insert(_HEAD).values(id=1, last_hash=last_hash, count=count))
+        self._head_read = (last_hash, count)
+        self._head = (last_hash, count, True)
 
     # -- applications --------------------------------------------------------------
 
@@ -482,9 +572,7 @@ class Tx:
         self.session.add(app)
         self.session.flush()  # assigns the id the reference is made from
         assert app.id is not None
-        app.reference = f"SUP-{now.year}-{app.id:05d}"
-        self.session.add(app)
-        self.session.flush()
+        app.reference = f"SUP-{now.year}-{app.id:05d}"  # written with the next flush
         return app
 
     def get_application(self, reference: str, *, lock: bool = True) -> Application | None:
@@ -502,7 +590,7 @@ class Tx:
         actor: str,
         reason: str = "",
         data: dict[str, Any] | None = None,
-    ) -> EventRow:
+    ) -> None:
         """Change an application's state after checking the transition table; record it."""
         assert app.reference is not None
         current = State(app.state)
@@ -510,7 +598,7 @@ class Tx:
         app.state = target.value
         app.updated_at = self.now()
         self.session.add(app)
-        return self.append_event(
+        self.append_event(
             "state",
             actor=actor,
             reference=app.reference,
@@ -522,36 +610,37 @@ class Tx:
 
     def open_application(self, key: str, *, exclude_id: int | None = None) -> str | None:
         """Reference of another open application for the same organisation, if any."""
-        query = select(Application).where(
-            Application.org_key == key,
-            col(Application.state).in_([State.AWAITING_REVIEW.value, State.CONSENT_ISSUED.value]),
+        apps = _APPLICATIONS.c
+        query = core_select(apps.reference).where(
+            apps.org_key == key,
+            apps.state.in_([State.AWAITING_REVIEW.value, State.CONSENT_ISSUED.value]),
         )
         if exclude_id is not None:
-            query = query.where(Application.id != exclude_id)
-        found = self.session.exec(query.order_by(col(Application.id))).first()
-        return found.reference if found else None
+            query = query.where(apps.id != exclude_id)
+        found: str | None = self._connection().execute(query.order_by(apps.id).limit(1)).scalar()
+        return found
 
     # -- documents -----------------------------------------------------------------
 
-    def find_document(self, sha256: str) -> Document | None:
+    def find_document(self, sha256: str) -> KnownDocument | None:
         """The document with these bytes, if already recorded."""
-        return self.session.exec(select(Document).where(Document.sha256 == sha256)).first()
+        return _known_document(self._connection(), sha256)
 
     def add_document(
         self, *, sha256: str, kind: str, size: int, original_name: str, application_id: int | None
-    ) -> Document:
+    ) -> None:
         """Record an archived file."""
-        doc = Document(
-            sha256=sha256,
-            kind=kind,
-            size=size,
-            original_name=original_name,
-            application_id=application_id,
-            created_at=self.now(),
+        self._connection().execute(
+            insert(_DOCUMENTS),
+            {
+                "sha256": sha256,
+                "kind": kind,
+                "size": size,
+                "original_name": original_name,
+                "application_id": application_id,
+                "created_at": self.now(),
+            },
         )
-        self.session.add(doc)
-        self.session.flush()
-        return doc
 
     def application_by_id(self, application_id: int) -> Application | None:
         """One application by primary key."""
@@ -595,26 +684,34 @@ class Tx:
         size: int,
         owner: str,
         lease_until: datetime,
-    ) -> IntakeItem:
-        """Record a file just renamed into ``.processing/`` (or return its existing row)."""
-        existing = self.session.exec(
-            select(IntakeItem).where(IntakeItem.claimed_name == claimed_name).with_for_update()
-        ).first()
+    ) -> int:
+        """Record a file just renamed into ``.processing/``; return its ledger row's id
+        (the existing row's, if this claim was recorded before)."""
+        connection = self._connection()
+        existing: int | None = connection.execute(
+            core_select(_ITEMS.c.id).where(_ITEMS.c.claimed_name == claimed_name).with_for_update()
+        ).scalar()
         if existing is not None:
             return existing
-        item = IntakeItem(
-            folder=folder,
-            original_name=original_name,
-            claimed_name=claimed_name,
-            size=size,
-            status="claimed",
-            owner=owner,
-            lease_until=lease_until,
-            claimed_at=self.now(),
+        result = connection.execute(
+            insert(_ITEMS),
+            {
+                "folder": folder,
+                "source": "folder",
+                "original_name": original_name,
+                "claimed_name": claimed_name,
+                "size": size,
+                "status": "claimed",
+                "attempts": 0,
+                "owner": owner,
+                "lease_until": lease_until,
+                "claimed_at": self.now(),
+            },
         )
-        self.session.add(item)
-        self.session.flush()
-        return item
+        key = result.inserted_primary_key
+        assert key is not None
+        item_id: int = key[0]
+        return item_id
 
     def take_over(
         self, *, owner: str, lease_until: datetime, expired: Callable[[IntakeItem], bool]
@@ -697,8 +794,9 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        def _sqlite_begin(connection: Connection) -> None:
+            read_only = connection.get_execution_options().get(_READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
