@@ -149,7 +149,7 @@ def run(
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        engine.run(stop)
+        engine.run(stop, freeze_heap=True)
 
 
 # -- the office's view ---------------------------------------------------------------------
