@@ -149,6 +149,29 @@ def test_findings_hold_the_application_for_the_office(home: Path, database_url: 
     engine.close()
 
 
+def test_auto_review_at_start_issues_what_was_left_awaiting(home: Path, database_url: str) -> None:
+    """Applications recorded but not issued (recorded under manual review, or a crash between
+    recording and issuing) get their consent when an engine with review = auto starts; an
+    application with findings still waits for the office."""
+    (home / "inbox").mkdir()
+    (home / "inbox" / "clean.pdf").write_bytes(filled_eoi(org_name="Clean Network"))
+    (home / "inbox" / "held.pdf").write_bytes(
+        filled_eoi(org_name="Held Network", org_type="company", member_count="1")
+    )
+    manual = Engine(make_settings(home, database_url))
+    manual.run_once()
+    assert {app.state for app in manual.store.applications()} == {State.AWAITING_REVIEW}
+    manual.close()
+
+    engine = Engine(make_settings(home, database_url, review={"mode": "auto"}))
+    engine.start()
+    states = {app.org_name: app.state for app in engine.store.applications()}
+    assert states == {"Clean Network": State.CONSENT_ISSUED, "Held Network": State.AWAITING_REVIEW}
+    clean = next(app for app in engine.store.applications() if app.org_name == "Clean Network")
+    assert [p.name for p in (home / "outbox").iterdir()] == [f"{clean.reference}.pdf"]
+    engine.close()
+
+
 def test_unexpected_exception_goes_to_failed_and_intake_goes_on(
     home: Path, database_url: str
 ) -> None:

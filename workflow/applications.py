@@ -422,13 +422,15 @@ class Applications:
         if self.settings.review.mode != "auto":
             return 0
         issued = 0
-        for app in self.store.applications(State.AWAITING_REVIEW):
-            if not app.findings and app.reference is not None:
-                try:
-                    self._issue(app, actor=Actor.SYSTEM, reason='review = "auto": no findings')
-                    issued += 1
-                except TransitionError:
-                    pass  # another worker issued it
+        for reference in self.store.awaiting_without_findings():
+            app = self.store.application(reference)
+            if app is None:
+                continue
+            try:
+                self._issue(app, actor=Actor.SYSTEM, reason='review = "auto": no findings')
+                issued += 1
+            except TransitionError:
+                pass  # another worker issued it
         return issued
 
     @staticmethod

@@ -373,6 +373,20 @@ class Store:
             )
             return [(ref, sha) for ref, sha in session.exec(query) if ref and sha]
 
+    def awaiting_without_findings(self) -> list[str]:
+        """References of ``awaiting_review`` applications without findings, oldest first.
+
+        Reads two columns: the sweep asks this every few seconds, and the applications
+        waiting for the office (those with findings) may be many, with large fields.
+        """
+        with Session(self._reader) as session:
+            query = (
+                select(Application.reference, Application.findings)
+                .where(Application.state == State.AWAITING_REVIEW.value)
+                .order_by(col(Application.id))
+            )
+            return [ref for ref, findings in session.exec(query) if ref and not findings]
+
     def application(self, reference: str) -> Application | None:
         """One application by reference."""
         with Session(self._reader) as session:
