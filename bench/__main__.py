@@ -145,10 +145,9 @@ def _measure(run: Run, work: Path) -> None:
     main_home = Home(work / "main")
     _step("floor: library steps per document")
     floor_docs = [corpus.doc(i) for i in range(900_000, 900_000 + 2 * options.floor_docs)]
-    floor = measure_floor(
-        [d for i, d in enumerate(floor_docs, 900_000) if corpus.is_valid(i)][: options.floor_docs],
-        main_home.pki,
-    )
+    valid = [d for i, d in enumerate(floor_docs, 900_000) if corpus.is_valid(i)]
+    valid_floor_docs = valid[: options.floor_docs]
+    floor = measure_floor(valid_floor_docs, main_home.pki)
     for name, label in (
         ("read", "pypdf reads the form's fields"),
         ("render", "reportlab renders the consent"),
@@ -166,7 +165,14 @@ def _measure(run: Run, work: Path) -> None:
         f"{floor_rate:.1f} docs/s",
     )
 
-    _intake(run, corpus, main_home, work, floor_rate)
+    def floor_again() -> float:
+        _step("floor: the library steps again, right after the 1-worker intake run")
+        again = measure_floor(valid_floor_docs, main_home.pki).intake_rate(valid_share)
+        run.add("floor", "intake floor again, right after the 1-worker run",
+                f"{1000 / again:.1f} ms/doc", f"{again:.1f} docs/s")  # fmt: skip
+        return again
+
+    _intake(run, corpus, main_home, work, floor_rate=floor_rate, floor_again=floor_again)
     _scale(run, corpus, main_home, work)
     _verification(run, main_home, floor, work)
     main_home.stop()
@@ -207,7 +213,15 @@ def _check_states(home: Home, expected: dict[str, int], run: Run, what: str) -> 
         run.notes.append(f"{what}: {failed} file(s) in failed/")
 
 
-def _intake(run: Run, corpus: Corpus, main_home: Home, work: Path, floor_rate: float) -> None:
+def _intake(
+    run: Run, corpus: Corpus, main_home: Home, work: Path, *, floor_rate: float,
+    floor_again: Callable[[], float],
+) -> None:  # fmt: skip
+    """Intake throughput against the floor measured before and right after the 1-worker run.
+
+    Both floors bracket the run and the ratios use their mean: on this shared machine the
+    speed drifts by several per cent within minutes (bench/HISTORY.md).
+    """
     options = run.options
     n = options.n
     timeout = 60 + n * 2.0
@@ -219,10 +233,11 @@ def _intake(run: Run, corpus: Corpus, main_home: Home, work: Path, floor_rate: f
     _check_states(main_home, {"consent_issued": valid, "invalid": n - valid}, run, "1 worker")
     rates["1w-sqlite"] = n / seconds
     first = memory(main_home.pid)
+    floor_rate = (floor_rate + floor_again()) / 2
     run.memory_curve.append((n, first.rss_mib, first.peak_mib))
     run.add(
         "intake", f"{n} EOIs, 1 worker, SQLite", f"{n / seconds:.1f} docs/s",
-        f"{n / seconds / floor_rate:.0%} of floor", "≥ 80 % of floor",
+        f"{n / seconds / floor_rate:.0%} of floor (mean of both)", "≥ 80 % of floor",
         status(n / seconds / floor_rate >= 0.8),
     )  # fmt: skip
 
