@@ -116,8 +116,7 @@ class Engine:
         """Watch and process until ``stop`` is set (or forever).
 
         With ``freeze_heap`` (``consentflow run``, a process that does nothing else), what
-        start-up loaded is moved out of the garbage collector's generations once it is
-        loaded; see `_freeze_heap`.
+        start-up loaded is moved out of the garbage collector's reach; see `_freeze_heap`.
         """
         stop = stop or threading.Event()
         self.start()
@@ -191,7 +190,7 @@ def _freeze_heap() -> None:
     """Collect once, then freeze what is left: modules, fonts, tables, the seal's key.
 
     Those objects live as long as the process, yet every full collection walked them
-    again: about 100 ms each, 1.4 ms per consent issued (bench/HISTORY.md). Frozen
+    again: about 100 ms each, 1.4 ms per document processed (bench/HISTORY.md). Frozen
     objects are still freed by reference counting; only cycles among them would stay,
     which is why this is for the ``run`` process alone and not for callers that build
     engines and drop them (tests).
