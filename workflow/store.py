@@ -507,10 +507,10 @@ class Tx:
     def __init__(self, session: Session, clock: Callable[[], datetime]) -> None:
         self.session = session
         self.clock = clock
-        # The chain head, locked by this transaction's first event and written back once
-        # when it commits: (last hash, count, whether the row exists).
+        # The chain head as this transaction's events moved it, locked by the first of
+        # them and written back once before the commit: (last hash, count, whether the
+        # row exists); None while no event was appended.
         self._head: tuple[str, int, bool] | None = None
-        self._head_read: tuple[str, int] | None = None
 
     def now(self) -> datetime:
         """The injected clock's current UTC time."""
@@ -543,7 +543,6 @@ class Tx:
                 .with_for_update()
             ).first()
             self._head = (row[0], row[1], True) if row else (GENESIS, 0, False)
-            self._head_read = self._head[:2]
         last_hash, count, exists = self._head
         values: dict[str, Any] = {
             "at": self.now(),
@@ -562,7 +561,7 @@ class Tx:
 
     def write_head(self) -> None:
         """Write the chain head this transaction moved (:meth:`Store.tx` calls it last)."""
-        if self._head is None or self._head[:2] == self._head_read:
+        if self._head is None:
             return
         last_hash, count, exists = self._head
         connection = self._connection()
@@ -572,8 +571,7 @@ class Tx:
             )
         else:
             connection.execute(insert(_HEAD).values(id=1, last_hash=last_hash, count=count))
-        self._head_read = (last_hash, count)
-        self._head = (last_hash, count, True)
+        self._head = None  # written; a later event reads it again (still locked by us)
 
     # -- applications --------------------------------------------------------------
 
