@@ -32,6 +32,7 @@ from forms.eoi import EOI
 from forms.reading import read_eoi
 from forms.validation import validate
 from workflow.demo_pki import DemoPki
+from workflow.engine import _freeze_heap
 from workflow.signing import COMMISSION_FIELD, Signer, certify, sign_consent
 
 
@@ -108,10 +109,9 @@ def measure_floor(docs: list[bytes], pki: DemoPki) -> Floor:
 
 @contextmanager
 def _frozen_heap() -> Iterator[None]:
-    """As ``consentflow run`` does (``workflow.engine._freeze_heap``): the collector stops
+    """What ``consentflow run`` does after start-up, undone afterwards: the collector stops
     walking this process's long-lived objects, so the floor is the libraries' own cost."""
-    gc.collect()
-    gc.freeze()
+    _freeze_heap()
     try:
         yield
     finally:
