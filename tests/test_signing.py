@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asn1crypto import cms
 
 from tests.pki import SIGNER_SUBJECT, TestPki, build_pki, issued_consent, lookup_for, pinned_time
 from workflow.signing import Signer, SignerError, certify, sign_consent
@@ -73,6 +74,18 @@ def test_signature_size_is_reserved(pki: TestPki, consent: IssuedConsent) -> Non
     match = re.search(rb"/Contents <([0-9a-fA-F]+)>", signed[len(consent.data) :])
     assert match is not None
     assert len(match.group(1)) == signer.bytes_reserved
+
+
+@pytest.mark.parametrize("key", ["signer-rsa", "signer-ecdsa", "seal"])
+def test_reservation_fits_the_signature(pki: TestPki, consent: IssuedConsent, key: str) -> None:
+    """/Contents holds the signature with no more than the margin to spare: every unused
+    byte is two '0' digits that each validator of the consent parses again."""
+    signed = sign_consent(consent.data, Signer.from_p12(pki.p12(key)))
+    match = re.search(rb"/Contents <([0-9a-fA-F]+)>", signed[len(consent.data) :])
+    assert match is not None
+    contents = bytes.fromhex(match.group(1).decode())
+    unused = len(contents) - len(cms.ContentInfo.load(contents).dump())
+    assert 0 < unused <= 128, unused
 
 
 def test_timestamped_signature(pki: TestPki, consent: IssuedConsent) -> None:
