@@ -225,10 +225,10 @@ class Applications:
 
     def issued_lookup(self, sha256: str) -> IssuedConsent | None:
         """The issued consent whose exact bytes have this SHA-256 (binding, SPEC §7 rule 1)."""
-        app = self.store.issued_by_sha256(sha256)
-        if app is None or app.reference is None:
+        reference = self.store.issued_reference(sha256)
+        if reference is None:
             return None
-        return IssuedConsent(app.reference, sha256, self.archive.get(sha256))
+        return IssuedConsent(reference, sha256, self.archive.get(sha256))
 
     def verify(self, data: bytes) -> SignatureReport:
         """Verify a signed consent against the issued consents, recording nothing."""

@@ -436,11 +436,15 @@ class Store:
                 select(IntakeItem).where(IntakeItem.claimed_name == claimed_name)
             ).first()
 
-    def issued_by_sha256(self, sha256: str) -> Application | None:
-        """The application whose issued consent has this SHA-256."""
+    def issued_reference(self, sha256: str) -> str | None:
+        """The reference of the application whose issued consent has this SHA-256.
+
+        One column: binding a signed file asks this for each of its revisions' prefixes,
+        and the whole row (fields, findings) is not needed to answer.
+        """
         with Session(self._reader) as session:
             return session.exec(
-                select(Application).where(Application.issued_sha256 == sha256)
+                select(Application.reference).where(Application.issued_sha256 == sha256)
             ).first()
 
     def verify_chain(self) -> AuditResult:
