@@ -26,6 +26,7 @@ from forms.eoi import FORM_NAME, FORM_VERSION, Lang
 from forms.errors import UnusableDocument
 from workflow.config import ConfigError, Settings, load_settings
 from workflow.intake import FolderError
+from workflow.records import application_json, event_json, summary_json
 from workflow.signing import SignerError
 from workflow.states import DecisionError, State, TransitionError
 from workflow.store import SchemaError, Store
@@ -155,17 +156,6 @@ def run(
 # -- the office's view ---------------------------------------------------------------------
 
 
-def _summary(row: Any) -> dict[str, Any]:
-    return {
-        "reference": row.reference,
-        "state": row.state,
-        "org_name": row.org_name,
-        "country": row.country,
-        "received_at": row.received_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-    }
-
-
 @app.command()
 def status(
     state: Annotated[State | None, typer.Option("--state", help="Only this state.")] = None,
@@ -174,7 +164,7 @@ def status(
     """List applications, one line each."""
     with _errors():
         store = _store(_settings())
-        rows = [_summary(row) for row in store.applications(state)]
+        rows = [summary_json(row) for row in store.applications(state)]
     if as_json:
         _print_json(rows)
         return
@@ -187,21 +177,6 @@ def status(
         typer.echo("no applications")
 
 
-def _event_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "at": row.at.isoformat(),
-        "reference": row.reference,
-        "actor": row.actor,
-        "kind": row.kind,
-        "from_state": row.from_state,
-        "to_state": row.to_state,
-        "reason": row.reason,
-        "data": row.data,
-        "hash": row.hash,
-    }
-
-
 @app.command()
 def show(reference: str, as_json: JsonOpt = False) -> None:
     """One application: fields, state, findings, documents, events, signature reports."""
@@ -210,33 +185,7 @@ def show(reference: str, as_json: JsonOpt = False) -> None:
         row = store.application(reference)
         if row is None or row.id is None:
             _fail(f"no application {reference}", 1)
-        detail = _summary(row) | {
-            "lang": row.lang,
-            "fields": row.fields,
-            "problems": row.problems,
-            "findings": row.findings,
-            "issued_sha256": row.issued_sha256,
-            "documents": [
-                {
-                    "kind": doc.kind,
-                    "sha256": doc.sha256,
-                    "size": doc.size,
-                    "original_name": doc.original_name,
-                    "created_at": doc.created_at.isoformat(),
-                }
-                for doc in store.documents(row.id)
-            ],
-            "events": [_event_json(event) for event in store.events(reference=reference)],
-            "signature_reports": [
-                {
-                    "sha256": rep.sha256,
-                    "accepted": rep.accepted,
-                    "created_at": rep.created_at.isoformat(),
-                }
-                | rep.report
-                for rep in store.signature_reports(row.id)
-            ],
-        }
+        detail = application_json(store, row)
     if as_json:
         _print_json(detail)
         return
@@ -279,7 +228,7 @@ def log_(
     """The processing log, newest last; -f follows (JSON lines with --json)."""
     with _errors():
         store = _store(_settings())
-        rows = [_event_json(row) for row in store.events(limit=limit)]
+        rows = [event_json(row) for row in store.events(limit=limit)]
         if as_json and not follow:
             _print_json(rows)
             return
@@ -291,7 +240,7 @@ def log_(
             if not follow:
                 return
             time.sleep(0.5)
-            rows = [_event_json(row) for row in store.events(after_id=last)]
+            rows = [event_json(row) for row in store.events(after_id=last)]
 
 
 @app.command()

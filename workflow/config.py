@@ -139,6 +139,57 @@ class SealSettings(_Section):
         return None if value in ("", None) else value
 
 
+class RemindersSettings(_Section):
+    """``[reminders]``: when an unsigned consent needs someone's attention."""
+
+    signature_after_days: float = Field(
+        7, gt=0, description="an issued consent unsigned this long needs a reminder"
+    )
+    repeat_days: float = Field(7, gt=0, description="then again every N days")
+
+
+class WebSettings(_Section):
+    """``[web]``: the office dashboard (SPEC §10)."""
+
+    enabled: bool = Field(True, description="consentflow run serves the dashboard too")
+    listen: str = Field("127.0.0.1:8765", description="HOST:PORT the dashboard listens on")
+    public_url: str = Field(
+        "", description="base of links given out, e.g. https://supporters.example.org"
+    )
+    session_hours: float = Field(12, gt=0, le=24 * 30, description="how long a sign-in lasts")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8765, got {value!r}")
+        return value.strip()
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"expected an http(s) URL such as https://example.org, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen`` (brackets of an IPv6 address removed)."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are ``Secure`` when the dashboard is published over https."""
+        return self.public_url.startswith("https://")
+
+
 class Settings(BaseSettings):
     """Everything configurable, frozen; build it with :func:`load_settings`."""
 
@@ -156,6 +207,8 @@ class Settings(BaseSettings):
     review: ReviewSettings = ReviewSettings()
     signature: SignatureSettings = SignatureSettings()
     seal: SealSettings = SealSettings()
+    reminders: RemindersSettings = RemindersSettings()
+    web: WebSettings = WebSettings()
 
     _toml_file: ClassVar[Path | None] = None
 

@@ -34,8 +34,10 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     event,
+    func,
     insert,
     inspect,
+    or_,
     text,
     update,
 )
@@ -187,6 +189,43 @@ class ChainHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     last_hash: str = GENESIS
     count: int = 0
+
+
+class User(SQLModel, table=True):
+    """A person who signs in to the dashboard (SPEC §10); never deleted, only disabled."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    role: str  # viewer | office | commission | admin
+    password_hash: str  # Argon2id, in its PHC string form
+    disabled: bool = False
+    # Bumped by a new password or a disable: signed sessions carry the epoch they were
+    # made in, so changing either signs the user out everywhere.
+    session_epoch: int = 0
+    created_at: datetime = _utc_field()
+    updated_at: datetime = _utc_field()
+
+
+class Token(SQLModel, table=True):
+    """A bearer secret handed to someone, stored as its SHA-256 only.
+
+    ``purpose``: ``api`` (a user's API token), ``setup`` (the one-time link that creates
+    the first admin); the public pages' links to applicants and supporters fit here too.
+    """
+
+    __tablename__ = "tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    purpose: str = Field(index=True)
+    token_sha256: str = Field(unique=True, index=True)
+    user_id: int | None = Field(default=None, foreign_key="users.id", index=True)
+    application_id: int | None = Field(default=None, foreign_key="applications.id", index=True)
+    created_at: datetime = _utc_field()
+    expires_at: datetime | None = _utc_field(default=None)
+    revoked_at: datetime | None = _utc_field(default=None)
+    last_used_at: datetime | None = _utc_field(default=None)
 
 
 def _table(name: str) -> Table:
@@ -447,6 +486,173 @@ class Store:
                 select(Application.reference).where(Application.issued_sha256 == sha256)
             ).first()
 
+    # -- the dashboard's reads (SPEC §10) ------------------------------------------
+
+    def page_applications(
+        self,
+        *,
+        state: str | None = None,
+        search: str = "",
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[Application], int]:
+        """One page of applications, newest first, and how many match in all.
+
+        ``search`` matches a reference (``sup-2026-00042``, or a prefix), a country code,
+        or a part of the organisation's name, case-insensitively in every script (the
+        casefolded name is the stored ``org_key``).
+        """
+        apps = _APPLICATIONS.c
+        where: list[Any] = [apps.reference.is_not(None)]
+        if state:
+            where.append(apps.state == state)
+        term = " ".join(search.split())
+        if term:
+            folded = term.casefold()
+            escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            matches = [
+                apps.org_key.like(f"%{escaped}%|%", escape="\\"),
+                apps.reference.like(f"{escaped.upper()}%", escape="\\"),
+            ]
+            if len(term) == 2 and term.isalpha():
+                matches.append(apps.country == term.upper())
+            where.append(or_(*matches))
+        with Session(self._reader) as session:
+            total = session.execute(
+                core_select(func.count()).select_from(_APPLICATIONS).where(*where)
+            ).scalar_one()
+            query = (
+                select(Application)
+                .where(*where)
+                .order_by(col(Application.id).desc())
+                .offset(offset)
+                .limit(limit)
+            )
+            return list(session.exec(query)), int(total)
+
+    def state_counts(self) -> dict[str, int]:
+        """How many applications are in each state."""
+        apps = _APPLICATIONS.c
+        with self._reader.connect() as connection:
+            rows = connection.execute(
+                core_select(apps.state, func.count())
+                .where(apps.reference.is_not(None))
+                .group_by(apps.state)
+            )
+            return {state: int(count) for state, count in rows}
+
+    def unsigned_since(self, cutoff: datetime) -> list[tuple[str, str, datetime]]:
+        """``(reference, organisation, issued at)`` of consents issued before ``cutoff`` and
+        still unsigned, oldest first (an application's ``updated_at`` is the time it
+        entered ``consent_issued``: nothing else changes it in that state)."""
+        apps = _APPLICATIONS.c
+        with self._reader.connect() as connection:
+            rows = connection.execute(
+                core_select(apps.reference, apps.org_name, apps.updated_at)
+                .where(apps.state == State.CONSENT_ISSUED.value, apps.updated_at < cutoff)
+                .order_by(apps.updated_at)
+            )
+            return [(ref, name, at) for ref, name, at in rows]
+
+    def state_disagreements(self) -> list[tuple[str, str, str | None]]:
+        """``(reference, stored state, state its events lead to)`` wherever they differ.
+
+        The dashboard shows states as the events make them; a row that says otherwise
+        was changed outside the services and is listed for the office.
+        """
+        events = _EVENTS.c
+        apps = _APPLICATIONS.c
+        latest = (
+            core_select(func.max(events.id).label("id"))
+            .where(events.to_state.is_not(None), events.reference.is_not(None))
+            .group_by(events.reference)
+            .subquery()
+        )
+        last_state = (
+            core_select(events.reference, events.to_state)
+            .join(latest, latest.c.id == events.id)
+            .subquery()
+        )
+        query = (
+            core_select(apps.reference, apps.state, last_state.c.to_state)
+            .outerjoin(last_state, last_state.c.reference == apps.reference)
+            .where(
+                apps.reference.is_not(None),
+                or_(last_state.c.to_state.is_(None), last_state.c.to_state != apps.state),
+            )
+            .order_by(apps.id)
+        )
+        with self._reader.connect() as connection:
+            return [(ref, state, derived) for ref, state, derived in connection.execute(query)]
+
+    def state_history(self) -> list[tuple[datetime, str, str | None, str]]:
+        """``(at, reference, from, to)`` of every state change, oldest first (for plots)."""
+        events = _EVENTS.c
+        with self._reader.connect() as connection:
+            rows = connection.execute(
+                core_select(events.at, events.reference, events.from_state, events.to_state)
+                .where(events.to_state.is_not(None), events.reference.is_not(None))
+                .order_by(events.id)
+            )
+            return [(at, ref, old, new) for at, ref, old, new in rows]
+
+    def intake_times(self, *, limit: int = 5000) -> list[tuple[str, datetime, datetime]]:
+        """``(folder, claimed at, finished at)`` of the newest finished ledger rows."""
+        items = _ITEMS.c
+        with self._reader.connect() as connection:
+            rows = connection.execute(
+                core_select(items.folder, items.claimed_at, items.finished_at)
+                .where(items.finished_at.is_not(None))
+                .order_by(items.id.desc())
+                .limit(limit)
+            )
+            return [(folder, claimed, finished) for folder, claimed, finished in rows][::-1]
+
+    def document(self, application_id: int, sha256: str) -> Document | None:
+        """One document of one application (``None`` when it belongs to another)."""
+        with Session(self._reader) as session:
+            return session.exec(
+                select(Document).where(
+                    Document.application_id == application_id, Document.sha256 == sha256
+                )
+            ).first()
+
+    # -- users and tokens ------------------------------------------------------------
+
+    def users(self) -> list[User]:
+        """Every dashboard user, in order of creation."""
+        with Session(self._reader) as session:
+            return list(session.exec(select(User).order_by(col(User.id))))
+
+    def user(self, name: str) -> User | None:
+        """The user of that name."""
+        with Session(self._reader) as session:
+            return session.exec(select(User).where(User.name == name)).first()
+
+    def user_by_id(self, user_id: int) -> User | None:
+        """The user with that id."""
+        with Session(self._reader) as session:
+            return session.get(User, user_id)
+
+    def has_users(self) -> bool:
+        """Whether any dashboard user exists."""
+        with Session(self._reader) as session:
+            return session.exec(select(User.id).limit(1)).first() is not None
+
+    def live_token(self, purpose: str, token_sha256: str, now: datetime) -> Token | None:
+        """The unexpired, unrevoked token with that hash and purpose."""
+        with Session(self._reader) as session:
+            token = session.exec(
+                select(Token).where(
+                    Token.token_sha256 == token_sha256,
+                    Token.purpose == purpose,
+                    col(Token.revoked_at).is_(None),
+                )
+            ).first()
+        if token is None or (token.expires_at is not None and token.expires_at <= now):
+            return None
+        return token
+
     def verify_chain(self) -> AuditResult:
         """Recompute the event chain; report the first event whose hash or link is wrong."""
         previous = GENESIS
@@ -689,6 +895,60 @@ class Tx:
         self.session.flush()
         return row
 
+    # -- users and tokens ------------------------------------------------------------
+
+    def get_user(self, name: str) -> User | None:
+        """The user of that name, row-locked until commit."""
+        return self.session.exec(select(User).where(User.name == name).with_for_update()).first()
+
+    def add_user(self, *, name: str, role: str, password_hash: str) -> User:
+        """Insert a user."""
+        now = self.now()
+        user = User(
+            name=name, role=role, password_hash=password_hash, created_at=now, updated_at=now
+        )
+        self.session.add(user)
+        self.session.flush()
+        return user
+
+    def add_token(
+        self,
+        *,
+        purpose: str,
+        token_sha256: str,
+        user_id: int | None = None,
+        application_id: int | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """Record a token by its hash."""
+        self.session.add(
+            Token(
+                purpose=purpose,
+                token_sha256=token_sha256,
+                user_id=user_id,
+                application_id=application_id,
+                created_at=self.now(),
+                expires_at=expires_at,
+            )
+        )
+        self.session.flush()
+
+    def revoke_tokens(
+        self, *, purpose: str, user_id: int | None = None, token_sha256: str | None = None
+    ) -> int:
+        """Revoke the live tokens of a purpose (of one user, or one token); return how many."""
+        query = select(Token).where(Token.purpose == purpose, col(Token.revoked_at).is_(None))
+        if user_id is not None:
+            query = query.where(Token.user_id == user_id)
+        if token_sha256 is not None:
+            query = query.where(Token.token_sha256 == token_sha256)
+        tokens = self.session.exec(query.with_for_update()).all()
+        for token in tokens:
+            token.revoked_at = self.now()
+            self.session.add(token)
+        self.session.flush()
+        return len(tokens)
+
     # -- intake ledger -------------------------------------------------------------
 
     def claim_item(
@@ -700,9 +960,11 @@ class Tx:
         size: int,
         owner: str,
         lease_until: datetime,
+        source: str = "folder",
     ) -> int:
-        """Record a file just renamed into ``.processing/``; return its ledger row's id
-        (the existing row's, if this claim was recorded before)."""
+        """Record a file just renamed (or, from ``source`` ``web``, written) into
+        ``.processing/``; return its ledger row's id (the existing row's, if this claim
+        was recorded before)."""
         connection = self._connection()
         existing: int | None = connection.execute(
             core_select(_ITEMS.c.id).where(_ITEMS.c.claimed_name == claimed_name).with_for_update()
@@ -713,7 +975,7 @@ class Tx:
             insert(_ITEMS),
             {
                 "folder": folder,
-                "source": "folder",
+                "source": source,
                 "original_name": original_name,
                 "claimed_name": claimed_name,
                 "size": size,
