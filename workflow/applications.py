@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from forms.reading import read_eoi
 from forms.validation import validate
 from workflow.archive import Archive, write_atomic
 from workflow.config import Settings
-from workflow.intake import Claimed, PermanentError
+from workflow.intake import Claimed, PermanentError, retry_failed
 from workflow.signature_report import IssuedConsent, SignatureReport
 from workflow.states import Actor, DecisionError, State, TransitionError
 from workflow.store import Application, IntakeItem, KnownDocument, Store, Tx, org_key
@@ -325,6 +325,20 @@ class Applications:
         )
 
     # -- the office's decisions ---------------------------------------------------------
+
+    def retry(self, names: Sequence[str], *, actor: str) -> list[str]:
+        """Put files from ``failed/`` back into the folder they came from, each recorded as
+        a ``retry`` event; return the names they have there. Raises ``FileNotFoundError``
+        for a name that is not a file in ``failed/``."""
+        moved = retry_failed(
+            self.settings.failed,
+            {"inbox": self.settings.inbox, "signed": self.settings.signed},
+            names,
+        )
+        with self.store.tx() as tx:
+            for name in moved:
+                tx.append_event("retry", actor=actor, reason=f"{name} put back for processing")
+        return moved
 
     def approve(self, reference: str, *, actor: str) -> Issued:
         """The office confirms eligibility: issue the consent at once."""

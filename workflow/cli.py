@@ -40,7 +40,11 @@ app = typer.Typer(
 form_app = typer.Typer(no_args_is_help=True, help="Blank forms.")
 db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+user_app = typer.Typer(
+    no_args_is_help=True, help="Dashboard users (roles: viewer, office, commission, admin)."
+)
 app.add_typer(form_app, name="form")
+app.add_typer(user_app, name="user")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 
@@ -126,8 +130,11 @@ def run(
         int, typer.Option("--workers", min=1, help="Worker processes sharing the folders.")
     ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+    no_web: Annotated[
+        bool, typer.Option("--no-web", help="Do not serve the dashboard ([web] listen).")
+    ] = False,
 ) -> None:
-    """Watch inbox/ and signed/ and process every file that arrives."""
+    """Watch inbox/ and signed/ and process every file that arrives; serve the dashboard."""
     from workflow.engine import Engine  # noqa: PLC0415 - keeps the other commands fast
 
     logging.basicConfig(
@@ -139,18 +146,52 @@ def run(
     _quiet_libraries()
     with _errors():
         settings = _settings()
-        if workers > 1:
-            from workflow.workers import supervise  # noqa: PLC0415
+        # The dashboard runs in the process the operator started (with --workers, the
+        # supervisor): one per `run`, beside the engine, never in each worker.
+        web = None if once or no_web or not settings.web.enabled else _start_web(settings)
+        try:
+            if workers > 1:
+                from workflow.workers import supervise  # noqa: PLC0415
 
-            raise typer.Exit(supervise(settings, workers, once=once, verbose=verbose))
-        engine = Engine(settings)
-        if once:
-            engine.run_once()
-            return
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        engine.run(stop, freeze_heap=True)
+                raise typer.Exit(supervise(settings, workers, once=once, verbose=verbose))
+            engine = Engine(settings)
+            if once:
+                engine.run_once()
+                return
+            stop = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stop.set())
+            engine.run(stop, freeze_heap=True)
+        finally:
+            if web is not None:
+                web.stop()
+
+
+def _start_web(settings: Settings) -> Any:
+    """Serve the dashboard in a thread of this process; print where (and the setup link)."""
+    from workflow.web.server import WebServer  # noqa: PLC0415 - FastAPI only when serving
+
+    server = WebServer(settings, store=_store(settings))
+    try:
+        server.start()
+    except OSError as exc:
+        _fail(str(exc), 78)
+    server.announce(lambda line: typer.echo(line, err=True))
+    return server
+
+
+@app.command()
+def web() -> None:
+    """Serve the dashboard alone, without processing files (hosts that only serve pages)."""
+    from workflow.web.server import WebServer  # noqa: PLC0415
+
+    with _errors():
+        settings = _settings()
+        server = WebServer(settings, store=_store(settings))
+    server.announce(lambda line: typer.echo(line, err=True))
+    server.serve()
+    if not server.server.started:
+        _fail(f"the dashboard cannot listen on {settings.web.listen}: change [web] listen", 78)
 
 
 # -- the office's view ---------------------------------------------------------------------
@@ -289,7 +330,7 @@ def retry(
     ] = None,
 ) -> None:
     """Put files from failed/ back into the folder they came from, to be processed again."""
-    from workflow.intake import retry_failed  # noqa: PLC0415
+    from workflow.applications import Applications  # noqa: PLC0415
 
     with _errors():
         settings = _settings()
@@ -304,18 +345,111 @@ def retry(
         if not chosen:
             _fail("name the files to retry, or pass --all", 2)
         try:
-            moved = retry_failed(
-                settings.failed, {"inbox": settings.inbox, "signed": settings.signed}, chosen
-            )
+            moved = Applications(store, settings).retry(chosen, actor=by or getpass.getuser())
         except FileNotFoundError as exc:
             _fail(str(exc), 1)
-        with store.tx() as tx:
-            for name in moved:
-                tx.append_event(
-                    "retry", actor=by or getpass.getuser(), reason=f"{name} put back for processing"
-                )
     for name in moved:
         typer.echo(f"retrying {name}")
+
+
+# -- dashboard users -------------------------------------------------------------------------
+
+
+@contextmanager
+def _users() -> Iterator[Any]:
+    """The users service, with its errors as one-line messages (exit 1)."""
+    from workflow.users import UserError, Users  # noqa: PLC0415 - argon2 only here
+
+    with _errors():
+        service = Users(_store(_settings()))
+        try:
+            yield service
+        except UserError as exc:
+            _fail(str(exc), 1)
+
+
+def _new_password(password_env: str | None) -> str:
+    import os  # noqa: PLC0415
+
+    if password_env:
+        value = os.environ.get(password_env)
+        if value is None:
+            _fail(f"the environment variable {password_env} is not set", 2)
+        return value
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+PasswordEnvOpt = Annotated[
+    str | None,
+    typer.Option("--password-env", help="Environment variable holding the password (no prompt)."),
+]
+ByOpt = Annotated[
+    str | None, typer.Option("--by", help="Who makes the change (default: login name).")
+]
+
+
+@user_app.command("add")
+def user_add(
+    name: str,
+    role: Annotated[str, typer.Option("--role", help="viewer, office, commission or admin.")],
+    password_env: PasswordEnvOpt = None,
+    by: ByOpt = None,
+) -> None:
+    """Add a dashboard user (the password is prompted, or read from --password-env)."""
+    with _users() as users:
+        user = users.add(name, role, _new_password(password_env), actor=by or getpass.getuser())
+    typer.echo(f"added {user.name} ({user.role})")
+
+
+@user_app.command("list")
+def user_list(as_json: JsonOpt = False) -> None:
+    """Every user: name, role, enabled or disabled."""
+    with _users() as users:
+        rows = [
+            {
+                "name": user.name,
+                "role": user.role,
+                "disabled": user.disabled,
+                "created_at": user.created_at.isoformat(),
+            }
+            for user in users.store.users()
+        ]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['name']:<24} {row['role']:<11} {'disabled' if row['disabled'] else 'enabled'}"
+        )
+    if not rows:
+        typer.echo(
+            "no users (`consentflow run` or `web` prints a link that creates the first admin)"
+        )
+
+
+@user_app.command("disable")
+def user_disable(name: str, by: ByOpt = None) -> None:
+    """Disable a user: their sessions and API token stop working at once."""
+    with _users() as users:
+        users.disable(name, actor=by or getpass.getuser())
+    typer.echo(f"disabled {name}")
+
+
+@user_app.command("passwd")
+def user_passwd(name: str, password_env: PasswordEnvOpt = None, by: ByOpt = None) -> None:
+    """Set a user's password; their open sessions end."""
+    with _users() as users:
+        users.set_password(name, _new_password(password_env), actor=by or getpass.getuser())
+    typer.echo(f"password of {name} changed")
+
+
+@user_app.command("token")
+def user_token(name: str, by: ByOpt = None) -> None:
+    """Print a new API token (Authorization: Bearer …); the user's earlier token stops working."""
+    with _users() as users:
+        token = users.new_api_token(name, actor=by or getpass.getuser())
+    typer.echo(token)
 
 
 # -- schema and audit ----------------------------------------------------------------------

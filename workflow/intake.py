@@ -363,6 +363,29 @@ class Intake:
         self.log.info("claimed %s as item %d", original, item_id)
         return Claimed(item_id, folder_name, target, original, size)
 
+    def submit(self, folder_name: str, original_name: str, data: bytes, *, source: str) -> int:
+        """Take bytes that arrived otherwise than by a drop (a dashboard upload) through the
+        same intake, now, in this thread: written into the folder's ``.processing/`` as a
+        claim, recorded, processed and finished like a dropped file (an application or
+        report, a duplicate, or ``failed/``). Returns the ledger row's id, whose row says
+        how it ended. The name is only recorded, never used as a path."""
+        claim_name = f"{time.time_ns():x}.{os.getpid()}.{HOST_TAG}__{safe_name(original_name)}"
+        target = self.folders[folder_name] / PROCESSING / claim_name
+        write_atomic(target, data)  # a hidden temporary, then the rename: never half-claimed
+        self.stats.claimed += 1
+        with self.store.tx() as tx:
+            item_id = tx.claim_item(
+                folder=folder_name,
+                original_name=original_name,
+                claimed_name=claim_name,
+                size=len(data),
+                owner=self.worker,
+                lease_until=self._lease_until(),
+                source=source,
+            )
+        self._process(Claimed(item_id, folder_name, target, original_name, len(data)))
+        return item_id
+
     # -- processing -----------------------------------------------------------------
 
     def _process(self, claimed: Claimed, *, attempts: int = 0) -> None:

@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from workflow.states import State, check_transition
@@ -460,6 +461,18 @@ class Store:
                 return rows[::-1]
             return list(session.exec(query.order_by(col(EventRow.id))))
 
+    def events_after(self, after_id: int, limit: int) -> list[EventRow]:
+        """The first ``limit`` events after ``after_id``, oldest first (the live log)."""
+        with Session(self._reader) as session:
+            query = select(EventRow).where(col(EventRow.id) > after_id)
+            return list(session.exec(query.order_by(col(EventRow.id)).limit(limit)))
+
+    def newest_event_id(self) -> int:
+        """The id of the newest event (0 when there is none)."""
+        with self._reader.connect() as connection:
+            newest = connection.execute(core_select(func.max(_EVENTS.c.id))).scalar()
+            return int(newest or 0)
+
     def items(self, status: str | None = None) -> list[IntakeItem]:
         """The intake ledger, oldest first."""
         with Session(self._reader) as session:
@@ -503,14 +516,14 @@ class Store:
         casefolded name is the stored ``org_key``).
         """
         apps = _APPLICATIONS.c
-        where: list[Any] = [apps.reference.is_not(None)]
+        where: list[ColumnElement[bool]] = [apps.reference.is_not(None)]
         if state:
             where.append(apps.state == state)
         term = " ".join(search.split())
         if term:
             folded = term.casefold()
             escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            matches = [
+            matches: list[ColumnElement[bool]] = [
                 apps.org_key.like(f"%{escaped}%|%", escape="\\"),
                 apps.reference.like(f"{escaped.upper()}%", escape="\\"),
             ]
@@ -607,6 +620,23 @@ class Store:
                 .limit(limit)
             )
             return [(folder, claimed, finished) for folder, claimed, finished in rows][::-1]
+
+    def item(self, item_id: int) -> IntakeItem | None:
+        """One ledger row."""
+        with Session(self._reader) as session:
+            return session.get(IntakeItem, item_id)
+
+    def unfinished_items(self) -> list[IntakeItem]:
+        """Ledger rows still claimed (being processed, waiting for a retry, or abandoned)."""
+        with Session(self._reader) as session:
+            query = select(IntakeItem).where(IntakeItem.status == "claimed")
+            return list(session.exec(query.order_by(col(IntakeItem.id))))
+
+    def signature_report(self, sha256: str) -> SignatureReportRow | None:
+        """The newest verification recorded for these exact bytes."""
+        with Session(self._reader) as session:
+            query = select(SignatureReportRow).where(SignatureReportRow.sha256 == sha256)
+            return session.exec(query.order_by(col(SignatureReportRow.id).desc())).first()
 
     def document(self, application_id: int, sha256: str) -> Document | None:
         """One document of one application (``None`` when it belongs to another)."""

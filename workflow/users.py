@@ -176,6 +176,13 @@ class Users:
                 data={"user": user.name},
             )
 
+    def sign_out(self, name: str) -> None:
+        """End every session of this user (signed cookies carry the epoch they were made in)."""
+        with self.store.tx() as tx:
+            user = self._locked(tx, name)
+            user.session_epoch += 1
+            tx.save(user)
+
     def new_api_token(self, name: str, *, actor: str) -> str:
         """A new bearer token for the API; the user's earlier tokens stop working."""
         token = "cf_" + secrets.token_urlsafe(32)
