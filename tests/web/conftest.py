@@ -13,9 +13,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -37,6 +38,8 @@ CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO / "build" / "screenshots"
 
 #: Argon2id with small parameters: the tests sign in often; production keeps the defaults.
+T = TypeVar("T")
+
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
@@ -64,7 +67,18 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
     return predicate()
 
 
-def _free_port() -> int:
+def off_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``function`` in another thread and return its result.
+
+    Playwright's sync API keeps an event loop running in the test's thread, and our
+    signing and sealing call ``asyncio.run``, which refuses to run inside one.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -115,7 +129,7 @@ class Site:
 
     def cli(self, *args: str) -> tuple[int, str]:
         """``consentflow --home HOME ARGS``: exit code and output."""
-        result = CliRunner().invoke(cli_app, ["--home", str(self.home), *args])
+        result = off_thread(CliRunner().invoke, cli_app, ["--home", str(self.home), *args])
         return result.exit_code, result.stdout + result.stderr
 
 
@@ -144,10 +158,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("web")
     home = root / "home"
     home.mkdir()
-    result = CliRunner().invoke(cli_app, ["--home", str(home), "demo-pki", str(home / "pki")])
+    result = off_thread(
+        CliRunner().invoke, cli_app, ["--home", str(home), "demo-pki", str(home / "pki")]
+    )
     assert result.exit_code == 0, result.stdout
     config = result.stdout.split("add these lines to consentflow.toml:", 1)[1]
-    port = _free_port()
+    port = free_port()
     (home / "consentflow.toml").write_text(
         f'[intake]\nstability_ms = 200\n[web]\nlisten = "127.0.0.1:{port}"\n{config}'
     )
@@ -158,13 +174,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     for role in Role:
         users.add(role.value, role.value, PASSWORD, actor="test")
     clock = ManualClock()
-    engine = Engine(settings)
+    # Built off the test's thread: loading the seal and the signer calls asyncio.run.
+    engine = off_thread(Engine, settings)
     stop = threading.Event()
     engine_thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
     engine_thread.start()
     assert wait_for((home / "signed" / ".processing").is_dir)
-    server = WebServer(
-        settings, store=store, users=users, throttle=Throttle(clock=clock), live_interval_s=0.05
+    server = off_thread(
+        WebServer,
+        settings,
+        store=store,
+        users=users,
+        throttle=Throttle(clock=clock),
+        live_interval_s=0.05,
     )
     server.start()
     yield Site(home, settings, store, f"http://127.0.0.1:{port}", clock, engine, users)
@@ -191,7 +213,7 @@ def seeded(site: Site) -> Seeded:
     site.drop("seed-invalid.pdf", invalid_eoi(org_name="Seed Network Invalid"))
     issued = site.application_of("Seed Network Issued")
     invalid = site.application_of("Seed Network Invalid")
-    site.engine.applications.approve(issued, actor="office")
+    off_thread(site.engine.applications.approve, issued, actor="office")
     app = site.store.application(issued)
     assert app is not None and app.id is not None and app.issued_sha256
     return Seeded(issued, invalid, app.eoi_sha256, app.issued_sha256)

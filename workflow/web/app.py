@@ -13,6 +13,7 @@ JSON body) with its message; nothing answers with a traceback.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,6 +56,8 @@ SECURITY_HEADERS: dict[str, str] = {
 }
 
 LANG_COOKIE = "cf_lang"
+
+log = logging.getLogger("consentflow.web")
 
 
 class SignInRequiredError(Exception):
@@ -246,6 +249,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
         return _error(request, 400, "invalid_request", f"missing or invalid: {where}")
 
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(request, 500, "internal_error", Texts(request.state.lang)("error_internal"))
+
+    app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(SignInRequiredError, sign_in)
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(NotFoundError, not_found)

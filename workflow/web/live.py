@@ -42,21 +42,34 @@ class LiveLog:
         self.interval_s = interval_s
         self.newest = 0
         self._changed: asyncio.Condition | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         """Run the poller while the application serves (FastAPI's lifespan)."""
         self._changed = asyncio.Condition()
+        self._loop = asyncio.get_running_loop()
         self._stopping = False
         task = asyncio.create_task(self._poll())
         try:
             yield
         finally:
-            self._stopping = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await self._end_streams()
+
+    def close(self) -> None:
+        """End every stream now, from any thread (before the server shuts down): a stream
+        that ends cleanly lets the browser reconnect at once, where one cut off by the
+        server's shutdown timeout leaves it a broken response."""
+        if self._loop is not None and not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._end_streams(), self._loop)
+
+    async def _end_streams(self) -> None:
+        self._stopping = True
+        if self._changed is not None:
             async with self._changed:
                 self._changed.notify_all()
 

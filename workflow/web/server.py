@@ -43,6 +43,7 @@ class WebServer:
         self.settings = settings
         self.store = store or Store(settings.database_url)
         app = create_app(settings, store=self.store, **options)
+        self.live = app.state.web.live
         self.server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -83,6 +84,7 @@ class WebServer:
 
     def stop(self) -> None:
         """Stop serving and wait for the server thread."""
+        self.live.close()
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
