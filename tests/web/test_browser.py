@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Dialog, Page, expect
 
+from forms.eoi import Lang
 from tests.eoi_files import broken_pdf, filled_eoi
 from tests.web.conftest import PASSWORD, SCREENSHOTS, Seeded, Site, free_port, off_thread, wait_for
 from workflow.config import load_settings
@@ -156,7 +157,7 @@ XSS = [
 @pytest.fixture(scope="module")
 def hostile(site: Site) -> dict[str, str]:
     """Applications, file names and a rejection reason full of markup."""
-    fields = {
+    fields: dict[str, str | bool] = {
         "org_name": XSS[0] + " Hostile Network",
         "org_acronym": XSS[1][:30],
         "address_street": XSS[1],
@@ -169,13 +170,13 @@ def hostile(site: Site) -> dict[str, str]:
         "languages": XSS[1],
         "place": XSS[0],
     }
-    site.drop('"><img src=x onerror=alert(2)>.pdf', filled_eoi(**fields))
-    valid = site.application_of(fields["org_name"])
-    everything = {**fields, "website": XSS[2], "contact_email": XSS[1], "country": XSS[0],
+    site.drop('"><img src=x onerror=alert(2)>.pdf', filled_eoi(Lang.EN, **fields))
+    valid = site.application_of(str(fields["org_name"]))
+    everything: dict[str, str | bool] = {**fields, "website": XSS[2], "contact_email": XSS[1], "country": XSS[0],
                   "member_count": XSS[1], "org_name": XSS[1] + " Hostile Invalid",
                   "date": XSS[0]}  # fmt: skip
-    site.drop('"><svg onload=alert(3)>.pdf', filled_eoi(**everything))
-    invalid = site.application_of(everything["org_name"])
+    site.drop('"><svg onload=alert(3)>.pdf', filled_eoi(Lang.EN, **everything))
+    invalid = site.application_of(str(everything["org_name"]))
     site.drop("<b>bold<b> broken.pdf", broken_pdf(filled_eoi(org_name="Broken Hostile")))
     assert wait_for(
         lambda: any(p.name.startswith("_b_bold") for p in site.settings.failed.iterdir())
@@ -230,7 +231,7 @@ MAIN_PAGES = [
 
 
 @pytest.mark.parametrize(("name", "path", "role"), MAIN_PAGES, ids=[p[0] for p in MAIN_PAGES])
-def test_main_pages_are_accessible_and_photographed(
+def test_main_pages_are_accessible_and_photographed(  # noqa: PLR0917 - fixtures
     page: Page,
     site: Site,
     seeded: Seeded,

@@ -36,15 +36,18 @@ class TooLargeError(BadRequestError):
         self.limit = limit
 
 
-async def _bounded(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+async def _bounded(
+    request: Request, cap: int, *, limit: int | None = None
+) -> AsyncGenerator[bytes, None]:
+    """The body, refused past ``cap`` bytes (the message names ``limit``, default ``cap``)."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise TooLargeError(limit)
+    if declared is not None and (not declared.isdigit() or int(declared) > cap):
+        raise TooLargeError(limit or cap)
     seen = 0
     async for chunk in request.stream():
         seen += len(chunk)
-        if seen > limit:
-            raise TooLargeError(limit)
+        if seen > cap:
+            raise TooLargeError(limit or cap)
         yield chunk
 
 
@@ -78,7 +81,10 @@ async def read_upload(request: Request, who: Visitor, *, field: str, limit: int)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadRequestError("send the file as multipart/form-data")
     parser = _InMemoryParser(
-        request.headers, _bounded(request, limit + MULTIPART_SLACK), max_files=1, max_fields=4
+        request.headers,
+        _bounded(request, limit + MULTIPART_SLACK, limit=limit),
+        max_files=1,
+        max_fields=4,
     )
     try:
         form = await parser.parse()

@@ -411,7 +411,9 @@ def stats_page(request: Request, context: Ctx, who: Reader) -> Response:
         "stats.html",
         {
             "steps": figures["steps"],
+            "steps_unit": stats.unit_for(figures["steps"]),
             "latency": figures["latency"],
+            "latency_unit": stats.unit_for(figures["latency"]),
             "today": {state: row[-1] for state, row in figures["per_state"].items()},
         },
     )
@@ -424,11 +426,9 @@ def stats_chart(chart: str, context: Ctx, who: Reader) -> Response:
     if chart == "states":
         body = stats.states_chart(figures["dates"], figures["per_state"])
     elif chart == "steps":
-        body = stats.spread_chart("Time spent in each step", figures["steps"], "hours", scale=3600)
+        body = stats.spread_chart("Time spent in each step", figures["steps"])
     elif chart == "latency":
-        body = stats.spread_chart(
-            "Intake latency (claim to final place)", figures["latency"], "seconds", scale=1
-        )
+        body = stats.spread_chart("Intake latency (claim to final place)", figures["latency"])
     else:
         raise NotFoundError
     return Response(body, media_type="image/svg+xml")

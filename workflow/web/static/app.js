@@ -8,12 +8,14 @@ function addLocalTime(root) {
     if (el.querySelector(".local")) continue;
     const moment = new Date(el.getAttribute("datetime"));
     if (isNaN(moment)) continue;
+    // The local time, and its date only when that differs from the UTC date shown.
+    const sameDay = moment.getFullYear() === moment.getUTCFullYear()
+      && moment.getMonth() === moment.getUTCMonth() && moment.getDate() === moment.getUTCDate();
+    const options = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+    if (!sameDay) Object.assign(options, { year: "numeric", month: "2-digit", day: "2-digit" });
     const local = document.createElement("span");
     local.className = "local";
-    local.textContent = "(" + moment.toLocaleString(undefined, {
-      year: "numeric", month: "2-digit", day: "2-digit",
-      hour: "2-digit", minute: "2-digit", second: "2-digit",
-    }) + " local)";
+    local.textContent = moment.toLocaleString(undefined, options) + " local";
     el.appendChild(local);
   }
 }
@@ -29,6 +31,15 @@ function cell(row, text, className) {
 function utcText(iso) {
   const moment = new Date(iso);
   return moment.toISOString().slice(0, 19).replace("T", " ") + " UTC";
+}
+
+// As the server renders it (templates/_events.html): the kind, and a state change.
+function eventWhat(event) {
+  if (event.from_state && event.to_state) {
+    return event.kind + ": " + event.from_state + " → " + event.to_state;
+  }
+  if (event.to_state && event.to_state !== event.kind) return event.kind + ": " + event.to_state;
+  return event.kind;
 }
 
 function eventRow(event) {
@@ -52,8 +63,7 @@ function eventRow(event) {
   }
   row.appendChild(ref);
   cell(row, event.actor);
-  const move = event.to_state ? " " + (event.from_state || "") + " → " + event.to_state : "";
-  cell(row, event.kind + move);
+  cell(row, eventWhat(event));
   cell(row, event.reason, "wrap");
   addLocalTime(row);
   return row;
