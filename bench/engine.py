@@ -113,9 +113,11 @@ class Home:
 
     # -- the engine process -----------------------------------------------------------
 
-    def start(self, workers: int = 1, *, timeout: float = 60) -> None:
-        """Start ``consentflow run`` (``--workers N`` for N > 1) and wait until it watches."""
+    def start(self, workers: int = 1, *, timeout: float = 60, web: bool = False) -> None:
+        """Start ``consentflow run`` (``--workers N`` for N > 1) and wait until it watches;
+        with ``web``, serving the dashboard on the home's ``[web] listen``."""
         command = [sys.executable, "-m", "workflow", "--home", str(self.root), "run"]
+        command += [] if web else ["--no-web"]  # the engine alone, unless asked
         if workers > 1:
             command += ["--workers", str(workers)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTFLOW_")}

@@ -45,7 +45,7 @@ def _corpus(directory: Path) -> list[Path]:
 
 def _engine(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "workflow", "--home", str(home), "run"],
+        [sys.executable, "-m", "workflow", "--home", str(home), "run", "--no-web"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -136,7 +136,7 @@ def _start(home: Path, env: dict[str, str], log: Path, *args: str) -> subprocess
     """A ``consentflow run`` process whose log goes to ``log``."""
     with log.open("ab") as handle:
         return subprocess.Popen(
-            [sys.executable, "-m", "workflow", "--home", str(home), "run", *args],
+            [sys.executable, "-m", "workflow", "--home", str(home), "run", "--no-web", *args],
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,

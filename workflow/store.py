@@ -508,7 +508,7 @@ class Store:
         search: str = "",
         offset: int = 0,
         limit: int = 50,
-    ) -> tuple[list[Application], int]:
+    ) -> tuple[list[Summary], int]:
         """One page of applications, newest first, and how many match in all.
 
         ``search`` matches a reference (``sup-2026-00042``, or a prefix), a country code,
@@ -516,7 +516,10 @@ class Store:
         casefolded name is the stored ``org_key``).
         """
         apps = _APPLICATIONS.c
-        where: list[ColumnElement[bool]] = [apps.reference.is_not(None)]
+        # No "reference IS NOT NULL": a row gets its reference in the transaction that
+        # inserts it, so no reader sees one without; the condition would make every
+        # count read the whole table instead of the state index.
+        where: list[ColumnElement[bool]] = []
         if state:
             where.append(apps.state == state)
         term = " ".join(search.split())
@@ -534,24 +537,24 @@ class Store:
             total = session.execute(
                 core_select(func.count()).select_from(_APPLICATIONS).where(*where)
             ).scalar_one()
+            # The list's columns only: not the fields, findings and problems of each row.
             query = (
-                select(Application)
+                core_select(
+                    apps.reference, apps.state, apps.org_name, apps.country,
+                    apps.received_at, apps.updated_at,
+                )
                 .where(*where)
-                .order_by(col(Application.id).desc())
+                .order_by(apps.id.desc())
                 .offset(offset)
                 .limit(limit)
-            )
-            return list(session.exec(query)), int(total)
+            )  # fmt: skip
+            return [Summary(*row) for row in session.execute(query)], int(total)
 
     def state_counts(self) -> dict[str, int]:
         """How many applications are in each state."""
         apps = _APPLICATIONS.c
         with self._reader.connect() as connection:
-            rows = connection.execute(
-                core_select(apps.state, func.count())
-                .where(apps.reference.is_not(None))
-                .group_by(apps.state)
-            )
+            rows = connection.execute(core_select(apps.state, func.count()).group_by(apps.state))
             return {state: int(count) for state, count in rows}
 
     def unsigned_since(self, cutoff: datetime) -> list[tuple[str, str, datetime]]:
@@ -714,6 +717,18 @@ class Store:
                     "the chain ends early: events after the last one were removed",
                 )
         return AuditResult(True, count, None, "")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """An application's line in a list: what ``status`` prints."""
+
+    reference: str
+    state: str
+    org_name: str
+    country: str
+    received_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ def supervise(settings: Settings, workers: int, *, once: bool, verbose: bool) ->
             "take turns on every commit; use PostgreSQL ([database] url) for throughput",
             workers,
         )
-    command = [sys.executable, "-m", "workflow", "--home", str(settings.home), "run"]
+    # The dashboard is served by the supervisor's process, never by each worker.
+    command = [sys.executable, "-m", "workflow", "--home", str(settings.home), "run", "--no-web"]
     if once:
         command.append("--once")
     if verbose:

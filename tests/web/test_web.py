@@ -327,7 +327,7 @@ def test_search_pages_and_counts(tmp_path: Path, database_url: str) -> None:
             )  # fmt: skip
     rows, total = store.page_applications(search="ΕΛΛΗΝΙΚΌ", limit=2)
     assert total == 3 and len(rows) == 2
-    assert (rows[0].id or 0) > (rows[1].id or 0)
+    assert rows[0].reference > rows[1].reference  # newest first
     assert store.page_applications(search="fi")[1] == 3
     assert store.page_applications(search="100%")[1] == 3
     assert store.page_applications(search="ö_n")[1] == 0  # _ is a letter here, not a wildcard

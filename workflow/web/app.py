@@ -289,9 +289,10 @@ def when(moment: datetime | str | None) -> Markup:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
     moment = moment.astimezone(UTC)
-    return Markup('<time datetime="{iso}">{text} UTC</time>').format(
-        iso=moment.isoformat(), text=moment.strftime("%Y-%m-%d %H:%M:%S")
-    )
+    # Both parts are made here from a datetime (digits, '-', ':', '+', 'T'): nothing to
+    # escape, and this filter runs twice per row of every list.
+    iso = moment.isoformat()
+    return Markup(f'<time datetime="{iso}">{iso[:10]} {iso[11:19]} UTC</time>')  # noqa: S704
 
 
 def create_app(
