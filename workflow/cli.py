@@ -168,20 +168,24 @@ def run(
 
 
 def _start_web(settings: Settings) -> Any:
-    """Serve the dashboard in a thread of this process; print where (and the setup link)."""
-    from workflow.web.server import WebServer  # noqa: PLC0415 - FastAPI only when serving
+    """Start the dashboard (``consentflow web``) in a child process, once it listens."""
+    from workflow.web.process import WebProcess, WebStartError  # noqa: PLC0415 - light
 
-    server = WebServer(settings, store=_store(settings))
+    _store(settings)  # create or check the schema here, with this process's messages
+    server = WebProcess(settings.home, settings.web.host, settings.web.port)
     try:
         server.start()
-    except OSError as exc:
+    except WebStartError as exc:
         _fail(str(exc), 78)
-    server.announce(lambda line: typer.echo(line, err=True))
     return server
 
 
 @app.command()
-def web() -> None:
+def web(
+    with_parent: Annotated[
+        bool, typer.Option("--with-parent", hidden=True, help="Exit when standard input closes.")
+    ] = False,
+) -> None:
     """Serve the dashboard alone, without processing files (hosts that only serve pages)."""
     from workflow.web.server import WebServer  # noqa: PLC0415
 
@@ -189,7 +193,25 @@ def web() -> None:
         settings = _settings()
         server = WebServer(settings, store=_store(settings))
     server.announce(lambda line: typer.echo(line, err=True))
-    server.serve()
+    if with_parent:
+        # Started by `run`: our standard input is a pipe only `run` holds open, so its end,
+        # however `run` ends (even SIGKILL), is our end too.
+        # It reads our standard output for one line that says we listen.
+        def _follow_parent() -> None:
+            while not server.server.started and not server.server.should_exit:
+                time.sleep(0.05)
+            if server.server.started:
+                typer.echo("listening")
+                sys.stdout.flush()
+            sys.stdin.buffer.read()
+            server.server.should_exit = True
+
+        threading.Thread(target=_follow_parent, name="parent", daemon=True).start()
+    try:
+        server.serve()
+    except SystemExit:  # uvicorn's answer to an address it cannot bind
+        if server.server.started:
+            raise
     if not server.server.started:
         _fail(f"the dashboard cannot listen on {settings.web.listen}: change [web] listen", 78)
 

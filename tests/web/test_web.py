@@ -195,6 +195,39 @@ def _up(port: int) -> bool:
         return False
 
 
+def test_run_serves_the_dashboard_beside_the_engine(tmp_path: Path) -> None:
+    """`run` prints the address and serves it from a child that ends with it; `--no-web`
+    serves nothing; an address already taken stops `run` with 78 and says which."""
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    (home / "consentflow.toml").write_text(f'[web]\nlisten = "127.0.0.1:{port}"\n')
+    command = [sys.executable, "-m", "workflow", "--home", str(home), "run"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if " watching " in line:
+                break
+        assert any(f"dashboard: http://127.0.0.1:{port}/office" in line for line in lines)
+        assert _up(port)
+        # Another `run` on the same address: the dashboard cannot listen, nothing starts.
+        taken = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert taken.returncode == 78, taken.stderr[-2000:]
+        assert "dashboard" in taken.stderr
+        quiet = subprocess.Popen([*command, "--no-web"], stderr=subprocess.PIPE, text=True)
+        assert quiet.stderr is not None
+        assert any(" watching " in line for line in quiet.stderr)  # waits for the start
+        quiet.terminate()
+        assert quiet.wait(30) == 0
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert not wait_for(lambda: _up(port), timeout=1)  # the child went with its parent
+
+
 def test_user_commands(site: Site) -> None:
     """user add/list/passwd/token/disable, with the password from the environment."""
     os.environ["CF_TEST_PASSWORD"] = "another long password"

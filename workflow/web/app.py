@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -140,8 +140,9 @@ class Web:
         return response
 
 
-def web(request: Request) -> Web:
-    """The application's :class:`Web` (a FastAPI dependency)."""
+async def web(request: Request) -> Web:
+    """The application's :class:`Web` (a FastAPI dependency; ``async`` because it does no
+    I/O: FastAPI would run a plain function in its thread pool, a hop per request)."""
     context: Web = request.app.state.web
     return context
 
@@ -152,10 +153,10 @@ def visitor(request: Request) -> Visitor:
     return found
 
 
-def require(permission: Permission | None) -> Callable[[Request], Visitor]:
+def require(permission: Permission | None) -> Callable[[Request], Awaitable[Visitor]]:
     """A dependency: the visitor, who must hold ``permission`` (``None``: anyone)."""
 
-    def check(request: Request) -> Visitor:
+    async def check(request: Request) -> Visitor:
         who = visitor(request)
         if permission is None:
             return who
