@@ -365,6 +365,15 @@ def _upload_signed(context: Web, name: str, data: bytes) -> UploadOutcome:
     return UploadOutcome(name, item.status, item.outcome, report, error)
 
 
+#: How an upload's ledger status reads in the log.
+_VERDICTS = {
+    "done": "accepted",
+    "failed": "rejected",
+    "duplicate": "received before",
+    "claimed": "postponed (a passing error; the engine retries it)",
+}
+
+
 @router.post("/office/signed", response_class=HTMLResponse)
 async def upload_signed(
     request: Request,
@@ -381,7 +390,7 @@ async def upload_signed(
             "upload",
             actor=who.user.name,
             reference=outcome.outcome if outcome.status == "done" else None,
-            reason=f"signed consent {upload.name} uploaded: {outcome.status}",
+            reason=f"signed consent {upload.name} uploaded: {_VERDICTS[outcome.status]}",
             data={"file": upload.name, "size": len(upload.data), "status": outcome.status},
         )
     status = 200 if outcome.status in {"done", "duplicate"} else 422
