@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Dialog, Page, expect
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect
 
 from forms.eoi import Lang
 from tests.eoi_files import broken_pdf, filled_eoi
+from tests.samples import TEXT_VALUES
 from tests.web.conftest import PASSWORD, SCREENSHOTS, Seeded, Site, free_port, off_thread, wait_for
 from workflow.config import load_settings
 from workflow.web.server import WebServer
@@ -21,9 +24,9 @@ def sign_in_page(page: Page, site: Site, name: str, *, url: str | None = None) -
     """Sign in through the form, as a person does."""
     url = url or site.url
     page.goto(f"{url}/login")
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.locator("#name").fill(name)  # by id: the labels follow the browser's language
+    page.locator("#password").fill(PASSWORD)
+    page.locator("main form button[type=submit]").click()
     expect(page).to_have_url(f"{url}/office")
 
 
@@ -147,6 +150,35 @@ def test_live_log_reconnects_and_fills_the_gap(page: Page, site: Site, watched: 
     assert [entry for entry in watched if "ERR_CONNECTION_REFUSED" not in entry] == []
 
 
+def test_every_eu_script_and_local_time(
+    browser: Browser, site: Site, seeded: Seeded, watched: list[str]
+) -> None:
+    """Greek, Cyrillic and Latin with every diacritic show byte-exact; times are in UTC with
+    the browser's local time beside them (Helsinki here)."""
+    context = browser.new_context(timezone_id="Europe/Helsinki", locale="fi-FI")
+    page = context.new_page()
+    try:
+        sign_in_page(page, site, "viewer")
+        page.goto(f"{site.url}/office/applications/{seeded.issued}?lang=fi")
+        expect(page.locator("h1")).to_contain_text("suostumus lähetetty")
+        for name in ("org_acronym", "address_street", "address_city", "contact_name",
+                     "contact_position", "representative_name", "representative_position",
+                     "place"):  # fmt: skip
+            expect(page.locator("dd", has_text=TEXT_VALUES[name]).first).to_have_text(
+                TEXT_VALUES[name]
+            )
+        services = page.locator("dd", has_text="Ενημέρωση").inner_text()
+        assert services == TEXT_VALUES["services"]
+        stamp = page.locator("td time").first
+        utc = datetime.fromisoformat(str(stamp.get_attribute("datetime")))
+        local = utc.astimezone(ZoneInfo("Europe/Helsinki")).strftime("%H.%M.%S")
+        expect(stamp).to_contain_text(utc.strftime("%Y-%m-%d %H:%M:%S") + " UTC")
+        expect(stamp.locator(".local")).to_contain_text(local)
+        assert page.evaluate("document.documentElement.lang") == "fi"
+    finally:
+        context.close()
+
+
 XSS = [
     "<script>alert('org')</script>",
     '"><img src=x onerror=alert(1)>',
@@ -172,9 +204,10 @@ def hostile(site: Site) -> dict[str, str]:
     }
     site.drop('"><img src=x onerror=alert(2)>.pdf', filled_eoi(Lang.EN, **fields))
     valid = site.application_of(str(fields["org_name"]))
-    everything: dict[str, str | bool] = {**fields, "website": XSS[2], "contact_email": XSS[1], "country": XSS[0],
-                  "member_count": XSS[1], "org_name": XSS[1] + " Hostile Invalid",
-                  "date": XSS[0]}  # fmt: skip
+    everything: dict[str, str | bool] = {
+        **fields, "website": XSS[2], "contact_email": XSS[1], "country": XSS[0],
+        "member_count": XSS[1], "org_name": XSS[1] + " Hostile Invalid", "date": XSS[0],
+    }  # fmt: skip
     site.drop('"><svg onload=alert(3)>.pdf', filled_eoi(Lang.EN, **everything))
     invalid = site.application_of(str(everything["org_name"]))
     site.drop("<b>bold<b> broken.pdf", broken_pdf(filled_eoi(org_name="Broken Hostile")))
