@@ -12,10 +12,9 @@ JSON body) with its message; nothing answers with a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -99,7 +98,6 @@ class Web:
     live: LiveLog
     templates: jinja2.Environment
     clock: Callable[[], datetime]
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def render(
         self,
@@ -277,9 +275,6 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = when
-    env.filters["tojson_pretty"] = lambda value: json.dumps(
-        value, indent=2, ensure_ascii=False, sort_keys=True, default=str
-    )
     return env
 
 

@@ -77,7 +77,7 @@ def failed_files(folder: Path, *, limit: int = 500) -> tuple[list[FailedFile], i
             info = path.lstat()
         except FileNotFoundError:
             continue
-        report = _report(path.with_name(path.name + ".error.json"))
+        report = read_report(path.with_name(path.name + ".error.json"))
         failed_at = _time(report.get("failed_at")) or datetime.fromtimestamp(info.st_mtime, UTC)
         found.append(
             FailedFile(
@@ -210,7 +210,8 @@ def _unsigned(settings: Settings, store: Store, now: datetime) -> list[Entry]:
     return entries
 
 
-def _report(path: Path) -> dict[str, object]:
+def read_report(path: Path) -> dict[str, object]:
+    """A ``NAME.error.json`` as a dict (empty when absent, too large, a link or not JSON)."""
     try:
         if path.lstat().st_size > _REPORT_LIMIT or not stat.S_ISREG(path.lstat().st_mode):
             return {}

@@ -9,6 +9,7 @@ functions (FastAPI runs them in its thread pool); those that read a body are
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -351,8 +352,6 @@ class UploadOutcome:
 
 
 def _upload_signed(context: Web, name: str, data: bytes) -> UploadOutcome:
-    import hashlib  # noqa: PLC0415
-
     item_id = context.intake.submit("signed", name, data, source="web")
     item = context.store.item(item_id)
     assert item is not None
@@ -361,7 +360,7 @@ def _upload_signed(context: Web, name: str, data: bytes) -> UploadOutcome:
     report = None if row is None else {"accepted": row.accepted, **row.report}
     error = None
     if item.status == "failed" and item.outcome:
-        error = attention._report(context.settings.failed / (item.outcome + ".error.json"))
+        error = attention.read_report(context.settings.failed / (item.outcome + ".error.json"))
     return UploadOutcome(name, item.status, item.outcome, report, error)
 
 
