@@ -247,6 +247,14 @@ def test_hostile_text_shows_as_typed_and_never_runs(
     expect(page.get_by_text("<b>bold<b> broken.pdf")).to_be_visible()
     page.goto(f"{site.url}/office/log")
     expect(page.get_by_text('EOI received as "><svg onload=alert(3)>.pdf')).to_be_visible()
+    # The same text arriving live, through the page's script rather than the template.
+    expect(page.locator("#live-status")).to_contain_text("Live")
+    with site.store.tx() as tx:
+        tx.append_event("note", actor=XSS[1], reference=XSS[0], reason=XSS[0] + XSS[1])
+    live = page.locator("#log-table tbody tr").first
+    expect(live).to_contain_text(XSS[0] + XSS[1])
+    expect(live.locator("td").nth(2)).to_have_text(XSS[1])
+    assert page.locator("img[src=x], script:not([src])").count() == 0
     assert watched == []
 
 
