@@ -337,7 +337,7 @@ def intake_beside(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, n: int)
 def measure(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, quick: bool) -> None:
     """Every web row, in this order: pages, live log, intake beside the dashboard."""
     pages(add, Home(work / "web-pages", pki=pki),
-          applications=300 if quick else 10_000, requests=100 if quick else 4000)  # fmt: skip
+          applications=300 if quick else 10_000, requests=100 if quick else 2000)  # fmt: skip
     live_log(add, Home(work / "web-live", pki=pki), events=10 if quick else 100)
     intake_beside(add, corpus, work, pki, n=20 if quick else 300)
 

@@ -179,6 +179,22 @@ def test_every_eu_script_and_local_time(
         context.close()
 
 
+def test_retry_is_one_click(page: Page, site: Site, watched: list[str]) -> None:
+    """A failed file goes back to its folder with one click, recorded with the user's name."""
+    site.drop("cut short.pdf", broken_pdf(filled_eoi(org_name="Retry Network")))
+    assert wait_for((site.settings.failed / "cut short.pdf").is_file)
+    sign_in_page(page, site, "office")
+    page.goto(f"{site.url}/office/failed")
+    page.get_by_role("button", name="Retry cut short.pdf").click()
+    expect(page.get_by_role("status")).to_contain_text("cut short.pdf: put back for processing")
+    retries = [e for e in site.store.events() if e.kind == "retry"]
+    assert retries[-1].actor == "office" and "cut short.pdf" in retries[-1].reason
+    # Still damaged: the engine takes it again and it fails again, with its report.
+    assert wait_for(lambda: len([e for e in site.store.events() if e.kind == "file_failed"
+                                 and e.data.get("file") == "cut short.pdf"]) == 2)  # fmt: skip
+    assert watched == []
+
+
 XSS = [
     "<script>alert('org')</script>",
     '"><img src=x onerror=alert(1)>',

@@ -402,3 +402,65 @@ def test_hasher_is_argon2id(tmp_path: Path) -> None:
     assert user is not None and user.password_hash.startswith("$argon2id$")
     assert PASSWORD not in user.password_hash
     store.close()
+
+
+def test_sessions_expire_and_are_secure_over_https(tmp_path: Path) -> None:
+    """A session older than [web] session_hours is refused; over https the cookie is Secure."""
+    from freezegun import freeze_time
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from workflow.store import User
+    from workflow.web.auth import SESSION_COOKIE, Sessions
+
+    user = User(id=1, name="anna", role="office", password_hash="x", session_epoch=0,
+                created_at=datetime.now(UTC), updated_at=datetime.now(UTC))  # fmt: skip
+    sessions = Sessions(b"k" * 48, max_age_s=12 * 3600, secure=True)
+
+    def cookie_at(moment: str) -> str:
+        with freeze_time(moment):
+            response = Response()
+            sessions.start(response, user)
+        header = response.headers["set-cookie"]
+        assert "Secure" in header and "HttpOnly" in header and "samesite=lax" in header.lower()
+        return header.split(";")[0].split("=", 1)[1]
+
+    def visitor(value: str) -> str | None:
+        scope = {"type": "http", "headers": [(b"cookie", f"{SESSION_COOKIE}={value}".encode())]}
+        found = sessions.read(Request(scope), lambda _id: user)
+        return found.user.name if found.user else None
+
+    now = datetime.now(UTC)
+    assert visitor(cookie_at((now - timedelta(hours=11)).isoformat())) == "anna"
+    assert visitor(cookie_at((now - timedelta(hours=13)).isoformat())) is None
+    assert load_settings(tmp_path, web={"public_url": "https://x.example"}).web.secure_cookies
+
+
+def test_stale_and_retrying_claims_need_attention(tmp_path: Path, database_url: str) -> None:
+    """A claim whose lease ran out, and one retried for a passing error, are listed."""
+    settings = load_settings(tmp_path, database={"url": database_url})
+    store = Store(database_url)
+    store.ensure_schema()
+    now = datetime.now(UTC)
+    with store.tx() as tx:
+        tx.claim_item(folder="inbox", original_name="stale.pdf", claimed_name="a__stale.pdf",
+                      size=1, owner="gone:1:x", lease_until=now - timedelta(minutes=5))  # fmt: skip
+        retried = tx.claim_item(folder="inbox", original_name="disk.pdf",
+                                claimed_name="b__disk.pdf", size=1, owner="here:2:y",
+                                lease_until=now + timedelta(minutes=5))  # fmt: skip
+        item = tx.get_item(retried)
+        assert item is not None
+        item.attempts, item.last_error = 2, "OSError(28, 'No space left on device')"
+        tx.save(item)
+    entries = {(e.kind, e.subject) for e in attention.attention(settings, store, now)}
+    assert entries == {("stale_claim", "stale.pdf"), ("retrying", "disk.pdf")}
+    store.close()
+
+
+def test_pages_follow_the_language(site: Site) -> None:
+    """?lang=fi gives the Finnish pages and remembers the choice; English stays the default."""
+    with closing(httpx.Client(base_url=site.url)) as client:
+        assert "Sign in" in client.get("/login").text
+        finnish = client.get("/login?lang=fi")
+        assert '<html lang="fi">' in finnish.text and "Kirjaudu" in finnish.text
+        assert "Kirjaudu" in client.get("/login").text  # the cookie remembers
