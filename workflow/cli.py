@@ -193,26 +193,7 @@ def web(
         settings = _settings()
         server = WebServer(settings, store=_store(settings))
     server.announce(lambda line: typer.echo(line, err=True))
-    if with_parent:
-        # Started by `run`: our standard input is a pipe only `run` holds open, so its end,
-        # however `run` ends (even SIGKILL), is our end too.
-        # It reads our standard output for one line that says we listen.
-        def _follow_parent() -> None:
-            while not server.server.started and not server.server.should_exit:
-                time.sleep(0.05)
-            if server.server.started:
-                typer.echo("listening")
-                sys.stdout.flush()
-            sys.stdin.buffer.read()
-            server.server.should_exit = True
-
-        threading.Thread(target=_follow_parent, name="parent", daemon=True).start()
-    try:
-        server.serve()
-    except SystemExit:  # uvicorn's answer to an address it cannot bind
-        if server.server.started:
-            raise
-    if not server.server.started:
+    if not server.serve(with_parent=with_parent):
         _fail(f"the dashboard cannot listen on {settings.web.listen}: change [web] listen", 78)
 
 

@@ -4,8 +4,11 @@ thread beside the engine (``consentflow run``), and the first admin's one-time l
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -14,6 +17,7 @@ from workflow.config import Settings
 from workflow.store import Store
 from workflow.users import Users
 from workflow.web.app import create_app
+from workflow.web.live import LiveLog
 
 log = logging.getLogger("consentflow.web")
 
@@ -35,6 +39,21 @@ def first_admin_link(settings: Settings, store: Store) -> str | None:
     return None if token is None else f"{base_url(settings)}/setup/{token}"
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the live log's streams first when told to stop (a signal,
+    or :meth:`WebServer.stop`): streams that end cleanly let browsers reconnect at once,
+    where streams cut by the shutdown timeout leave them broken responses."""
+
+    def __init__(self, config: uvicorn.Config, live: LiveLog) -> None:
+        super().__init__(config)
+        self.live = live
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """A stop signal: end the streams, then shut down as uvicorn does."""
+        self.live.close()
+        super().handle_exit(sig, frame)
+
+
 class WebServer:
     """uvicorn serving the dashboard, started and stopped from another thread."""
 
@@ -43,8 +62,8 @@ class WebServer:
         self.settings = settings
         self.store = store or Store(settings.database_url)
         app = create_app(settings, store=self.store, **options)
-        self.live = app.state.web.live
-        self.server = uvicorn.Server(
+        self.live: LiveLog = app.state.web.live
+        self.server = _Server(
             uvicorn.Config(
                 app,
                 host=settings.web.host,
@@ -54,7 +73,8 @@ class WebServer:
                 server_header=False,
                 timeout_graceful_shutdown=3,
                 lifespan="on",
-            )
+            ),
+            self.live,
         )
         self._thread: threading.Thread | None = None
 
@@ -78,9 +98,31 @@ class WebServer:
                 )
             self._thread.join(0.05)
 
-    def serve(self) -> None:
-        """Serve in this thread until interrupted (``consentflow web``)."""
-        self.server.run()
+    def serve(self, *, with_parent: bool = False) -> bool:
+        """Serve in this thread until interrupted (``consentflow web``); ``False`` when the
+        address could not be bound.
+
+        ``with_parent`` (``run``'s child): say ``listening`` on standard output once we
+        listen, and stop when standard input closes: it is a pipe only ``run`` holds open,
+        so however ``run`` ends (even SIGKILL), we end too.
+        """
+        if with_parent:
+            threading.Thread(target=self._follow_parent, name="parent", daemon=True).start()
+        try:
+            self.server.run()
+        except SystemExit:  # uvicorn's answer to an address it cannot bind
+            if self.server.started:
+                raise
+        return bool(self.server.started)
+
+    def _follow_parent(self) -> None:
+        while not self.server.started and not self.server.should_exit:
+            time.sleep(0.05)
+        if self.server.started:
+            sys.stdout.write("listening\n")
+            sys.stdout.flush()
+        sys.stdin.buffer.read()
+        self.server.should_exit = True
 
     def stop(self) -> None:
         """Stop serving and wait for the server thread."""
