@@ -12,7 +12,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from tests.eoi_files import filled_eoi
-from tests.web.conftest import PASSWORD, Seeded, Site, csrf_of, sign_in
+from tests.web.conftest import PASSWORD, Seeded, Site, csrf_of, off_thread, sign_in
 from workflow.users import Role
 from workflow.web.app import SECURITY_HEADERS
 
@@ -308,3 +308,26 @@ def test_disabled_user_loses_sessions_and_token(site: Site) -> None:
         assert client.get("/office").status_code == 303
     answer = httpx.get(f"{site.url}/api/log", headers={"Authorization": f"Bearer {token.strip()}"})
     assert answer.status_code == 401
+
+
+def test_reissue_goes_through_the_service(site: Site) -> None:
+    """The office reissues a consent from the application page, as itself (SPEC §7's
+    `Applications.reissue`, built by issue 15); before it exists the action is not offered."""
+    from workflow.applications import Applications
+
+    site.drop("reissue.pdf", filled_eoi(org_name="Reissue Network"))
+    reference = site.application_of("Reissue Network")
+    off_thread(site.engine.applications.approve, reference, actor="office")
+    with closing(site.client("office")) as office:
+        page = office.get(f"/office/applications/{reference}")
+        answer = office.post(
+            f"/office/applications/{reference}/reissue",
+            data={"csrf_token": csrf_of(page.text), "reason": "the seal changed"},
+        )
+        if not hasattr(Applications, "reissue"):
+            assert "/reissue" not in page.text and answer.status_code == 404
+            pytest.skip("Applications.reissue (issue 15) is not on this branch")
+        assert "/reissue" in page.text
+        assert answer.status_code == 303, answer.text
+    last = site.store.events(reference=reference)[-1]
+    assert (last.kind, last.actor, last.reason) == ("reissued", "office", "the seal changed")
