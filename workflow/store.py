@@ -508,8 +508,10 @@ class Store:
         search: str = "",
         offset: int = 0,
         limit: int = 50,
-    ) -> tuple[list[Summary], int]:
-        """One page of applications, newest first, and how many match in all.
+        count: bool = True,
+    ) -> tuple[list[Summary], int | None]:
+        """One page of applications, newest first, and how many match in all (``None``
+        without ``count``: a caller that knows the counts per state needs no search).
 
         ``search`` matches a reference (``sup-2026-00042``, or a prefix), a country code,
         or a part of the organisation's name, case-insensitively in every script (the
@@ -534,9 +536,11 @@ class Store:
                 matches.append(apps.country == term.upper())
             where.append(or_(*matches))
         with Session(self._reader) as session:
-            total = session.execute(
-                core_select(func.count()).select_from(_APPLICATIONS).where(*where)
-            ).scalar_one()
+            total = None
+            if count:
+                total = session.execute(
+                    core_select(func.count()).select_from(_APPLICATIONS).where(*where)
+                ).scalar_one()
             # The list's columns only: not the fields, findings and problems of each row.
             query = (
                 core_select(
@@ -548,7 +552,22 @@ class Store:
                 .offset(offset)
                 .limit(limit)
             )  # fmt: skip
-            return [Summary(*row) for row in session.execute(query)], int(total)
+            return [Summary(*row) for row in session.execute(query)], total
+
+    def event_lines(self, limit: int) -> list[EventLine]:
+        """The newest ``limit`` events, oldest first, without their data and hashes (the
+        processing log's page)."""
+        events = _EVENTS.c
+        query = (
+            core_select(
+                events.id, events.at, events.reference, events.actor, events.kind,
+                events.from_state, events.to_state, events.reason,
+            )
+            .order_by(events.id.desc())
+            .limit(limit)
+        )  # fmt: skip
+        with self._reader.connect() as connection:
+            return [EventLine(*row) for row in connection.execute(query)][::-1]
 
     def state_counts(self) -> dict[str, int]:
         """How many applications are in each state."""
@@ -729,6 +748,20 @@ class Summary:
     country: str
     received_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class EventLine:
+    """An event's line in the processing log."""
+
+    id: int
+    at: datetime
+    reference: str | None
+    actor: str
+    kind: str
+    from_state: str | None
+    to_state: str | None
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -98,6 +98,15 @@ class Web:
     live: LiveLog
     templates: jinja2.Environment
     clock: Callable[[], datetime]
+    _counts: tuple[int, dict[str, int]] = field(default_factory=lambda: (0, {}))
+
+    def state_counts(self) -> dict[str, int]:
+        """Applications per state, read again only when the live log has seen a new event:
+        every change of state is an event, and the list page asks on every view."""
+        newest = self.live.newest
+        if not newest or newest != self._counts[0]:
+            self._counts = (newest, self.store.state_counts())
+        return self._counts[1]
 
     def render(
         self,

@@ -40,6 +40,9 @@ from workflow.web.forms import read_form, read_upload
 router = APIRouter()
 
 PAGE_SIZE = 50
+#: Events the processing log's page shows before the live ones (older: `consentflow log`,
+#: or /api/log).
+LOG_PAGE_EVENTS = 100
 
 Ctx = Annotated[Web, Depends(web)]
 Reader = Annotated[Visitor, Depends(require(Permission.READ))]
@@ -129,14 +132,18 @@ def applications(
     if state and state not in {s.value for s in State}:
         raise BadRequestError(f"unknown state {state!r}")
     page = max(1, page)
+    counts = context.state_counts()
     rows, total = context.store.page_applications(
-        state=state or None, search=q[:200], offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
-    )
+        state=state or None, search=q[:200], offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
+        count=bool(q.strip()),
+    )  # fmt: skip
+    if total is None:
+        total = counts.get(state, 0) if state else sum(counts.values())
     return context.render(
         request,
         "applications.html",
         {
-            "counts": context.store.state_counts(),
+            "counts": counts,
             "states": [s.value for s in State],
             "rows": rows,
             "total": total,
@@ -255,7 +262,7 @@ def document(request: Request, ref: str, sha256: str, context: Ctx, who: Reader)
 @router.get("/office/log", response_class=HTMLResponse)
 def log_page(request: Request, context: Ctx, who: Reader) -> Response:
     """The newest events, then live; waiting and failed files beside them."""
-    events = context.store.events(limit=100)
+    events = context.store.event_lines(LOG_PAGE_EVENTS)
     failed, failed_total = attention.failed_files(context.settings.failed, limit=20)
     waiting = attention.waiting_files(
         {"inbox": context.settings.inbox, "signed": context.settings.signed}, context.clock()
