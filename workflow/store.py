@@ -226,7 +226,6 @@ class Token(SQLModel, table=True):
     created_at: datetime = _utc_field()
     expires_at: datetime | None = _utc_field(default=None)
     revoked_at: datetime | None = _utc_field(default=None)
-    last_used_at: datetime | None = _utc_field(default=None)
 
 
 def _table(name: str) -> Table:
