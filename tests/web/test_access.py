@@ -331,3 +331,15 @@ def test_reissue_goes_through_the_service(site: Site) -> None:
         assert answer.status_code == 303, answer.text
     last = site.store.events(reference=reference)[-1]
     assert (last.kind, last.actor, last.reason) == ("reissued", "office", "the seal changed")
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example/office", "https://evil.example/", "/\\evil.example", "office"]
+)
+def test_sign_in_never_redirects_off_site(site: Site, target: str) -> None:
+    """`next` is followed only to a path of this site (no open redirect)."""
+    with closing(httpx.Client(base_url=site.url)) as client:
+        token = csrf_of(client.get("/login").text)
+        answer = client.post("/login", data={"name": "viewer", "password": PASSWORD,
+                                             "csrf_token": token, "next": target})  # fmt: skip
+        assert answer.status_code == 303 and answer.headers["location"] == "/office"
