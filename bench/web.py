@@ -10,10 +10,11 @@
   process; the delay from the commit's return to the event's arrival at each client;
   p95 ≤ 200 ms. (An HTTP client reading the stream, not a browser: the browser adds
   its parsing of one small JSON message.)
-- Intake beside the dashboard: ``consentflow run`` (serving the dashboard) takes a batch
-  of EOIs with no one on the dashboard, then the same batch on an identical fresh home
-  while 20 clients each ask for ``/office`` and ``/office/log`` once a second; the
-  second rate ≥ 90 % of the first, in the same run.
+- Intake beside the dashboard: one ``consentflow run`` (serving the dashboard) takes
+  batches of EOIs, alternately with no one on the dashboard and while 20 clients each ask
+  for ``/office`` and ``/office/log`` once a second; the median rate with them ≥ 90 % of
+  the median without, in the same run. The engine's own CPU time per document is shown
+  beside: the dashboard is another process, so it should not move.
 
 Runnable alone: ``python -m bench.web [--quick]``; ``python -m bench`` runs it too.
 """
@@ -293,45 +294,66 @@ def _poll(client: httpx.Client, stop: threading.Event) -> None:
             stop.wait(1.0)
 
 
-def intake_beside(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, n: int) -> None:
-    """EOIs per second for ``run`` serving the dashboard, without then with 20 pollers."""
-    rates = {}
-    for key in ("quiet", "polled"):
-        home = Home(work / f"web-intake-{key}", pki=pki)
-        url = _listen_on(home)
-        store = Store(f"sqlite:///{home.root / 'consentflow.db'}")
-        store.ensure_schema()
-        Users(store).add("bench", "viewer", PASSWORD, actor="bench")
-        store.close()
-        home.start(web=True)
-        stop = threading.Event()
-        pollers: list[threading.Thread] = []
-        if key == "polled":
-            clients = [_signed_in(url, "bench") for _ in range(CLIENTS)]
+def intake_beside(
+    add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, batch: int, rounds: int
+) -> None:
+    """EOIs per second for one ``run`` serving the dashboard, in interleaved batches without
+    and with 20 clients polling it; the ratio of the medians (the machine's speed drifts
+    between batches, and other work on it comes and goes: interleaving spreads both)."""
+    home = Home(work / "web-intake", pki=pki)
+    url = _listen_on(home)
+    store = Store(f"sqlite:///{home.root / 'consentflow.db'}")
+    store.ensure_schema()
+    Users(store).add("bench", "viewer", PASSWORD, actor="bench")
+    store.close()
+    home.start(web=True)
+    rates: dict[str, list[float]] = {"quiet": [], "polled": []}
+    cpu: dict[str, list[float]] = {"quiet": [], "polled": []}
+    first = 0
+    try:
+        for _ in range(rounds):
+            for key in ("quiet", "polled"):
+                stop = threading.Event()
+                pollers = []
+                if key == "polled":
+                    pollers = [
+                        threading.Thread(target=_poll, args=(_signed_in(url, "bench"), stop),
+                                         daemon=True)
+                        for _ in range(CLIENTS)
+                    ]  # fmt: skip
+                    for thread in pollers:
+                        thread.start()
+                    time.sleep(2)  # every poller at its pace before the batch
+                try:
+                    indexes = range(first, first + batch)
+                    first += batch
+                    valid = sum(corpus.is_valid(i) for i in indexes)
+                    before = home.count("outbox")
+                    paths = home.stage((f"eoi-{i:06d}.pdf", corpus.doc(i)) for i in indexes)
+                    cpu_before = cpu_seconds(home.pid)
+                    began = home.drop(paths, "inbox")
 
-            pollers = [threading.Thread(target=_poll, args=(c, stop), daemon=True) for c in clients]
-            for thread in pollers:
-                thread.start()
-            time.sleep(2)  # every poller at its pace before the batch
-        try:
-            paths = home.stage((f"eoi-{i:06d}.pdf", corpus.doc(i)) for i in range(n))
-            valid = sum(corpus.is_valid(i) for i in range(n))
-            began = home.drop(paths, "inbox")
+                    def issued(before: int = before, valid: int = valid) -> bool:
+                        return home.count("outbox") - before >= valid
 
-            def issued(home: Home = home, valid: int = valid) -> bool:
-                return home.count("outbox") >= valid
-
-            ended = home.wait_idle("inbox", done=issued, timeout=60 + 3.0 * n)
-            rates[key] = n / (ended - began)
-        finally:
-            stop.set()
-            for thread in pollers:
-                thread.join(10)
-            home.stop()
-    ratio = rates["polled"] / rates["quiet"]
-    add("web", f"intake, {n} EOIs, {CLIENTS} clients polling the dashboard (1/s each)",
-        f"{rates['polled']:.1f} docs/s", f"{ratio:.0%} of {rates['quiet']:.1f} docs/s "
-        "without them", "≥ 90 %", status(ratio >= 0.9))  # fmt: skip
+                    ended = home.wait_idle("inbox", done=issued, timeout=60 + 3.0 * batch)
+                    rates[key].append(batch / (ended - began))
+                    cpu[key].append((cpu_seconds(home.pid) - cpu_before) * 1000 / batch)
+                finally:
+                    stop.set()
+                    for thread in pollers:
+                        thread.join(10)
+    finally:
+        home.stop()
+    quiet, polled = statistics.median(rates["quiet"]), statistics.median(rates["polled"])
+    ratio = polled / quiet
+    spread = ", ".join(f"{r:.1f}" for r in rates["polled"])
+    cpu_polled, cpu_quiet = statistics.median(cpu["polled"]), statistics.median(cpu["quiet"])
+    add("web", f"intake, {rounds}×{batch} EOIs, {CLIENTS} clients polling the dashboard "
+        "(1/s each), interleaved with batches without them",
+        f"{polled:.1f} docs/s ({spread})", f"{ratio:.0%} of {quiet:.1f} docs/s without them; "
+        f"engine CPU {cpu_polled:.1f} vs {cpu_quiet:.1f} ms/doc", "≥ 90 %",
+        status(ratio >= 0.9))  # fmt: skip
 
 
 def measure(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, quick: bool) -> None:
@@ -339,7 +361,8 @@ def measure(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, quick: bool) 
     pages(add, Home(work / "web-pages", pki=pki),
           applications=300 if quick else 10_000, requests=100 if quick else 2000)  # fmt: skip
     live_log(add, Home(work / "web-live", pki=pki), events=10 if quick else 100)
-    intake_beside(add, corpus, work, pki, n=20 if quick else 300)
+    rounds, batch = (1, 20) if quick else (3, 100)
+    intake_beside(add, corpus, work, pki, batch=batch, rounds=rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
