@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+
+from workflow.archive import make_dir
 
 ROOT_NAME = "consentflow DEMO Commission root — NOT FOR PRODUCTION"
 SIGNER_NAME = "consentflow DEMO Commission signer — NOT FOR PRODUCTION"
@@ -52,7 +55,7 @@ def make_demo_pki(directory: Path, *, now: datetime | None = None) -> DemoPki:
     requires. Existing files of the same names are overwritten. ``now`` pins the
     start of validity (default: the current time).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dir(directory)  # 0700 when it is new: it holds private keys
     start = (now or datetime.now(UTC)) - timedelta(hours=1)
     root_key = ec.generate_private_key(ec.SECP256R1())
     root = _certificate(
@@ -81,13 +84,13 @@ def make_demo_pki(directory: Path, *, now: datetime | None = None) -> DemoPki:
         start=start,
         ca=False,
     )
-    root_pem = _write(directory / "commission-root.pem", _pem(root))
-    signer_pem = _write(directory / "commission-signer.pem", _pem(signer))
+    root_pem = _write(directory / "commission-root.pem", _pem(root), _PUBLIC)
+    signer_pem = _write(directory / "commission-signer.pem", _pem(signer), _PUBLIC)
     signer_p12 = _write(
-        directory / "commission-signer.p12", _p12("signer", signer_key, signer, root)
+        directory / "commission-signer.p12", _p12("signer", signer_key, signer, root), _PRIVATE
     )
-    seal_pem = _write(directory / "office-seal.pem", _pem(seal))
-    seal_p12 = _write(directory / "office-seal.p12", _p12("seal", seal_key, seal, root))
+    seal_pem = _write(directory / "office-seal.pem", _pem(seal), _PUBLIC)
+    seal_p12 = _write(directory / "office-seal.p12", _p12("seal", seal_key, seal, root), _PRIVATE)
     signer_sha = _sha256(signer)
     seal_sha = _sha256(seal)
     lines = (
@@ -179,8 +182,17 @@ def _sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
+#: Certificates are public (readable by all, like any CA certificate); keys are not.
+_PUBLIC = 0o644
+_PRIVATE = 0o600
+
+
+def _write(path: Path, data: bytes, mode: int) -> Path:
+    # Set on the descriptor too: overwriting a file that existed keeps its old mode.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    with open(fd, "wb") as handle:
+        os.fchmod(fd, mode)
+        handle.write(data)
     return path.resolve()
 
 
