@@ -46,28 +46,103 @@ class DatabaseSettings(_Section):
 
 
 class IntakeSettings(_Section):
-    """``[intake]``: how the watched folders are read."""
+    """``[intake]``: how the watched folders are read.
+
+    Every duration and size is finite and bounded: a value such as ``1e308`` or ``inf``
+    would pass a plain ``> 0`` check and overflow later, in the middle of the work.
+    """
 
     stability_ms: int = Field(
-        1000, ge=0, description="unchanged size/mtime needed when no close/rename event confirms"
+        1000,
+        ge=0,
+        le=3_600_000,
+        description="unchanged size/mtime needed when no close/rename event confirms",
     )
     polling_interval_s: float = Field(
-        0, ge=0, description="0: native events; > 0: poll every N seconds (network filesystems)"
-    )
-    rescan_interval_s: float = Field(300, gt=0, description="full rescan, whatever the events said")
-    max_file_mb: float = Field(20, gt=0, description="larger files go to failed/ as too_large")
-    incomplete_grace_s: float = Field(
-        600,
+        0,
         ge=0,
-        description="how long a file that is not yet a whole PDF may keep changing before failing",
+        le=3600,
+        allow_inf_nan=False,
+        description="0: native events; > 0: poll every N seconds (network filesystems)",
+    )
+    rescan_interval_s: float = Field(
+        300,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="full rescan, whatever the events said",
+    )
+    max_file_mb: float = Field(
+        20,
+        gt=0,
+        le=1024,
+        allow_inf_nan=False,
+        description="larger files go to failed/ as too_large",
+    )
+    incomplete_grace_s: float = Field(
+        60,
+        ge=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="how long a file found by a scan (no close or rename seen) that is not yet "
+        "a whole PDF is waited for before it is processed as it is",
     )
     retry_max_attempts: int = Field(
-        8, ge=1, description="attempts for transient errors before the file goes to failed/"
+        8, ge=1, le=100, description="attempts for transient errors before the file goes to failed/"
     )
-    retry_backoff_s: float = Field(2, gt=0, description="first retry delay; doubles each attempt")
+    retry_backoff_s: float = Field(
+        2,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="first retry delay; doubles each attempt, at most an hour",
+    )
     lease_s: float = Field(
-        60, gt=0, description="a worker's hold on a claimed file; another resumes it after this"
+        60,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="a worker's hold on a claimed file; another resumes it after this",
     )
+
+
+#: The folders whose contents ``[files] group_read`` may open to a group.
+SHAREABLE = ("outbox", "archive", "failed")
+
+
+class FilesSettings(_Section):
+    """``[files]``: who may read what the service writes (private to its user by default)."""
+
+    group: str = Field(
+        "", description="a group (name or number) that may read the folders in group_read"
+    )
+    group_read: tuple[Literal["outbox", "archive", "failed"], ...] = Field(
+        ("outbox",), description="which of outbox, archive, failed the group may read"
+    )
+
+    @field_validator("group")
+    @classmethod
+    def _known_group(cls, value: str) -> str:
+        if value:
+            _group_id(value)
+        return value
+
+    def gid_for(self, folder: str) -> int | None:
+        """The group that may read ``folder`` (one of `SHAREABLE`), or ``None``: private."""
+        if not self.group or folder not in self.group_read:
+            return None
+        return _group_id(self.group)
+
+
+def _group_id(name: str) -> int:
+    import grp  # noqa: PLC0415 - POSIX only, and only when a group is configured
+
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        if name.isdigit():
+            return int(name)
+        raise ValueError(f"there is no group named {name!r} on this system") from None
 
 
 class ReviewSettings(_Section):
@@ -209,6 +284,7 @@ class Settings(BaseSettings):
     seal: SealSettings = SealSettings()
     reminders: RemindersSettings = RemindersSettings()
     web: WebSettings = WebSettings()
+    files: FilesSettings = FilesSettings()
 
     _toml_file: ClassVar[Path | None] = None
 
