@@ -41,9 +41,9 @@ def test_new_database_is_created_at_head(database_url: str) -> None:
 
 
 def test_older_revision_is_refused_with_the_command_to_run(store: Store) -> None:
-    """A database at another revision is refused, naming `consentflow db upgrade`."""
+    """A database at an older revision is refused, naming `consentflow db upgrade`."""
     with store.engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
     with pytest.raises(SchemaError, match="consentflow db upgrade"):
         store.ensure_schema()
 

@@ -12,8 +12,10 @@ row that says the file is done — happens in one :class:`Tx`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -33,6 +36,8 @@ from sqlalchemy import (
     Index,
     Table,
     TypeDecorator,
+    UniqueConstraint,
+    delete,
     event,
     func,
     insert,
@@ -42,7 +47,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import select as core_select
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
@@ -148,6 +160,28 @@ class IntakeItem(SQLModel, table=True):
     lease_until: datetime | None = _utc_field(default=None)
     claimed_at: datetime = _utc_field()
     finished_at: datetime | None = _utc_field(default=None)
+    # times another worker resumed it after its holder died: a file that keeps killing its
+    # worker is set aside after a few (see workflow.intake)
+    takeovers: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class IntakeNotice(SQLModel, table=True):
+    """A file a worker waits for or cannot take from a drop folder, for ``status`` to show.
+
+    One row per (folder, file name, worker); a worker writes only its own rows.
+    """
+
+    __tablename__ = "intake_notices"
+    __table_args__ = (UniqueConstraint("folder", "name", "owner"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    folder: str  # inbox | signed
+    name: str
+    owner: str
+    kind: str  # waiting | unclaimable
+    message: str
+    since: datetime = _utc_field()
+    until: datetime | None = _utc_field(default=None)  # when the worker stops waiting
 
 
 class SignatureReportRow(SQLModel, table=True):
@@ -280,7 +314,17 @@ def org_key(org_name: str, country: str) -> str:
     return f"{' '.join(org_name.casefold().split())}|{country.upper()}"
 
 
-class SchemaError(Exception):
+class StoreError(Exception):
+    """The database cannot be used as configured; ``str()`` says why and what to do.
+
+    Raised for what waiting cannot mend (a file that is not SQLite, a folder that does not
+    exist, a read-only database, a bad URL, a missing driver, an unknown schema revision);
+    a server that cannot be reached raises SQLAlchemy's ``OperationalError`` instead, and
+    callers wait for it.
+    """
+
+
+class SchemaError(StoreError):
     """The database is not at the schema revision this code needs; says what to run."""
 
 
@@ -290,7 +334,7 @@ class Store:
     def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None) -> None:
         self.url = url
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.engine = _make_engine(url)
+        self.engine = _make_engine(url)  # raises StoreError for a bad URL or a missing driver
         # Reads take no write lock: on SQLite a deferred BEGIN, a snapshot that neither
         # waits for a writer nor holds one back (WAL); on PostgreSQL nothing changes.
         self._reader = self.engine.execution_options(**{_READ_ONLY: True})
@@ -313,12 +357,13 @@ class Store:
 
     def current_revision(self) -> str | None:
         """The database's schema revision; ``None`` for a database without our tables."""
-        with self.engine.connect() as connection:
+        with self._opening(), self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema (``consentflow db upgrade``)."""
-        with self._schema_lock() as connection:
+        with self._opening(), self._schema_lock() as connection:
+            self._refuse_unknown(MigrationContext.configure(connection).get_current_revision())
             self._migrate(connection, revision)
 
     def ensure_schema(self) -> None:
@@ -326,24 +371,61 @@ class Store:
 
         Workers starting together on an empty database take turns: the first creates
         the schema under the schema lock, the others then find it at the head revision.
+        Raises :class:`StoreError` when the database cannot be used as configured, and
+        SQLAlchemy's ``OperationalError`` while a database server cannot be reached.
         """
-        with self._schema_lock() as connection:
+        with self._opening(), self._schema_lock() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
             if current is None:
                 if inspect(connection).get_table_names():
                     raise SchemaError(
-                        f"the database {self.engine.url.render_as_string(hide_password=True)} "
-                        "has tables but no consentflow schema revision; point [database] url "
-                        "at an empty database or at a consentflow database"
+                        f"the database {self._shown_url()} has tables but no consentflow "
+                        "schema revision; point [database] url at an empty database or at a "
+                        "consentflow database"
                     )
                 self._migrate(connection, "head")
                 return
+        self._refuse_unknown(current)
         head = self.head_revision()
         if current != head:
             raise SchemaError(
                 f"the database is at schema revision {current}, this consentflow needs {head}: "
                 "run `consentflow db upgrade` (back up the database first)"
             )
+
+    def _refuse_unknown(self, current: str | None) -> None:
+        """A revision this code has no migration for was made by a newer consentflow."""
+        if current is None:
+            return
+        try:
+            known = ScriptDirectory.from_config(self.alembic_config()).get_revision(current)
+        except AlembicError:
+            known = None
+        if known is None:
+            raise SchemaError(
+                f"the database {self._shown_url()} is at schema revision {current}, which this "
+                f"consentflow (schema {self.head_revision()}) does not know: a newer consentflow "
+                "made it. Run that newer version, or point [database] url at another database"
+            )
+
+    def _shown_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        """Turn errors that waiting cannot mend into a :class:`StoreError` with a sentence.
+
+        A database server that does not answer may be starting (or restarting): its errors
+        pass through for the caller to wait. A SQLite file is there or not, readable or not,
+        a database or not: only "busy" is worth waiting for.
+        """
+        try:
+            yield
+        except DBAPIError as exc:
+            problem = _unusable(self.engine.url, exc)
+            if problem is None:
+                raise
+            raise StoreError(problem) from None
 
     @contextmanager
     def _schema_lock(self) -> Iterator[Connection]:
@@ -479,6 +561,12 @@ class Store:
             if status is not None:
                 query = query.where(IntakeItem.status == status)
             return list(session.exec(query.order_by(col(IntakeItem.id))))
+
+    def notices(self) -> list[IntakeNotice]:
+        """Every worker's notices about files in the drop folders, oldest first."""
+        with Session(self._reader) as session:
+            query = select(IntakeNotice).order_by(col(IntakeNotice.since), col(IntakeNotice.id))
+            return list(session.exec(query))
 
     def item_by_claim(self, claimed_name: str) -> IntakeItem | None:
         """The ledger row of a file in ``.processing/``."""
@@ -1085,6 +1173,8 @@ class Tx:
         taken = []
         for item in rows:
             if item.owner == owner or expired(item):
+                if item.owner != owner:
+                    item.takeovers += 1
                 item.owner = owner
                 item.lease_until = lease_until
                 self.session.add(item)
@@ -1131,30 +1221,145 @@ class Tx:
             self.session.add(row)
         self.session.flush()
 
+    # -- notices -------------------------------------------------------------------
+
+    def put_notice(
+        self,
+        *,
+        owner: str,
+        folder: str,
+        name: str,
+        kind: str,
+        message: str,
+        since: datetime,
+        until: datetime | None,
+    ) -> None:
+        """Record (or replace) ``owner``'s notice about one file."""
+        self.drop_notices(owner, [(folder, name)])
+        self.session.add(
+            IntakeNotice(
+                folder=folder,
+                name=name,
+                owner=owner,
+                kind=kind,
+                message=message,
+                since=since,
+                until=until,
+            )
+        )
+        self.session.flush()
+
+    def drop_notices(self, owner: str, keys: Sequence[tuple[str, str]]) -> None:
+        """Remove ``owner``'s notices about these (folder, name) files."""
+        table = _table("intake_notices")
+        for folder, name in keys:
+            self._connection().execute(
+                delete(table).where(
+                    table.c.owner == owner, table.c.folder == folder, table.c.name == name
+                )
+            )
+
+    def drop_notices_of(self, gone: Callable[[str], bool]) -> None:
+        """Remove the notices of every owner for which ``gone`` holds (a dead worker's)."""
+        table = _table("intake_notices")
+        owners = self._connection().execute(core_select(table.c.owner).distinct()).scalars()
+        for owner in [owner for owner in owners if gone(owner)]:
+            self._connection().execute(delete(table).where(table.c.owner == owner))
+
 
 def _make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed)
+        return create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise StoreError(
+            f"[database] url names a database kind SQLAlchemy does not know ({_scheme(url)}): "
+            "use sqlite:///consentflow.db or postgresql+psycopg://user@host/database"
+        ) from None
+    except ArgumentError:
+        raise StoreError(
+            "[database] url is not a database URL: use sqlite:///consentflow.db or "
+            "postgresql+psycopg://user@host/database"
+        ) from None
+    except ImportError as exc:
+        raise StoreError(
+            f"the database driver for {_scheme(url)} is not installed ({exc}): for "
+            "postgresql+psycopg install consentflow[postgresql], or change [database] url"
+        ) from None
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            # Python's sqlite3 opens transactions lazily and upgrades read locks to write
-            # locks mid-transaction, which fails with "database is locked" under
-            # concurrency; BEGIN IMMEDIATE takes the write lock up front instead.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
 
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(connection: Connection) -> None:
-            read_only = connection.get_execution_options().get(_READ_ONLY, False)
-            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+def _scheme(url: str) -> str:
+    return url.partition(":")[0][:40]
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    path = url.database
+
+    @event.listens_for(engine, "do_connect")
+    def _private_file(*_args: Any) -> None:
+        # SQLite creates a missing database with the umask's mode (0644 as a rule) and its
+        # -wal and -shm files with the database's: create it empty and 0600 first.
+        if path and path != ":memory:" and not path.startswith("file:"):
+            with contextlib.suppress(OSError):  # it exists, or SQLite's own error says why not
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Python's sqlite3 opens transactions lazily and upgrades read locks to write
+        # locks mid-transaction, which fails with "database is locked" under
+        # concurrency; BEGIN IMMEDIATE takes the write lock up front instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+#: SQLite results worth waiting for: another process holds the lock.
+_SQLITE_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def _unusable(url: URL, exc: DBAPIError) -> str | None:
+    """Why ``url``'s database cannot be used, or ``None`` when waiting may mend ``exc``."""
+    detail = str(exc.orig).splitlines()[0][:200] if exc.orig is not None else str(exc)[:200]
+    if url.get_backend_name() != "sqlite":
+        if isinstance(exc, OperationalError | InterfaceError):
+            return None  # the server is down, restarting or unreachable: wait for it
+        return f"the database {url.render_as_string(hide_password=True)} refused: {detail}"
+    name = getattr(exc.orig, "sqlite_errorname", "")
+    if name.startswith(_SQLITE_BUSY):
+        return None
+    path = Path(url.database or "")
+    if not path.parent.is_dir():
+        why = (
+            f"the folder {path.parent} of the SQLite database does not exist: create it, "
+            "or set [database] url to a path in an existing folder"
+        )
+    elif name.startswith("SQLITE_NOTADB"):
+        why = (
+            f"{path} is not a SQLite database ({detail}): move it away, or set [database] url "
+            "to a consentflow database"
+        )
+    elif name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        why = (
+            f"the SQLite database {path} cannot be opened for reading and writing by this user "
+            f"(uid {os.geteuid()}): {detail}; the database file and its folder must be "
+            "writable (SQLite writes -wal and -shm files beside it)"
+        )
+    else:
+        why = f"the SQLite database {path} cannot be used: {detail}"
+    return why
 
 
 def sha256_file(path: Path) -> str:
