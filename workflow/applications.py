@@ -3,12 +3,13 @@
 Expensive work (reading the PDF, validating, rendering the consent) happens outside
 database transactions; each transaction is short and re-checks the state it acts on
 under a row lock, so two workers or an office user and a worker can never issue the
-same consent twice. Files are made durable before the row that names them commits.
+same consent twice. Files are made durable before the row that names them commits, and a
+consent enters the archive only once its decision is won (`Archive.draft`), so every file
+there belongs to a record.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,16 +23,20 @@ from forms.errors import UnusableDocument
 from forms.findings import eligibility_findings
 from forms.reading import read_eoi
 from forms.validation import validate
-from workflow.archive import Archive, write_atomic
+from workflow.archive import Access, Archive, write_atomic
 from workflow.config import Settings
 from workflow.intake import Claimed, PermanentError, retry_failed
 from workflow.signature_report import IssuedConsent, SignatureReport
-from workflow.states import Actor, DecisionError, State, TransitionError
+from workflow.states import Actor, DecisionError, State, TransitionError, check_transition
 from workflow.store import Application, IntakeItem, KnownDocument, Store, Tx, org_key
 from workflow.verification import Verifier
 
 #: Seals (certifies) issued consent bytes; ``None`` when no office seal is configured.
 Sealer = Callable[[bytes], bytes]
+
+#: A consent draft this old belongs to no running issuer (an issue takes well under a
+#: second; this leaves room for any transaction's wait).
+DRAFT_MAX_AGE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -59,18 +64,19 @@ class Applications:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.archive = Archive(settings.archive)
+        self.archive = Archive(settings.archive, Access(settings.files.gid_for("archive")))
+        self.outbox_access = Access(settings.files.gid_for("outbox"))
         self.sealer = sealer
         self.verifier = verifier
         self.log = log or logging.getLogger("consentflow.applications")
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._unrestorable: set[str] = set()
 
     # -- intake of an EOI ---------------------------------------------------------------
 
     def receive_eoi(self, claimed: Claimed) -> str:
         """Processor for ``inbox/``: record an application (or a duplicate) from a claimed file."""
-        data = claimed.path.read_bytes()
-        sha256 = hashlib.sha256(data).hexdigest()
+        data, sha256 = claimed.data, claimed.sha256
         fields: dict[str, Any] = {}
         problems: list[dict[str, str]] = []
         eoi: EOI | None = None
@@ -242,8 +248,7 @@ class Applications:
         A rejected file is recorded as an attempt (report and event) on the application
         it names, which stays ``consent_issued``, and goes to ``failed/`` with its report.
         """
-        data = claimed.path.read_bytes()
-        sha256 = hashlib.sha256(data).hexdigest()
+        data, sha256 = claimed.data, claimed.sha256
         known = self.store.known_document(sha256)
         if known is not None:
             with self.store.tx() as tx:
@@ -371,26 +376,42 @@ class Applications:
         data = render_consent(eoi, reference=reference, issued_at=self.clock(), lang=Lang(app.lang))
         if self.sealer is not None:
             data = self.sealer(data)
-        sha256 = self.archive.put(data)  # durable before the row that names it commits
-        with self.store.tx() as tx:
-            app = self._locked(tx, reference)
-            assert app.id is not None
-            app.issued_sha256 = sha256
-            app.issued_length = len(data)
-            tx.add_document(
-                sha256=sha256,
-                kind="consent",
-                size=len(data),
-                original_name=f"{reference}.pdf",
-                application_id=app.id,
-            )
-            tx.move(
-                app,
-                State.CONSENT_ISSUED,
-                actor=actor,
-                reason=reason,
-                data={"sha256": sha256, "length": len(data), "sealed": self.sealer is not None},
-            )
+        # Durable before the row that names it commits, but in the archive only once this
+        # decision is won: a lost race (another worker, the office) leaves no file behind.
+        draft = self.archive.draft(data)
+        sha256 = draft.sha256
+        try:
+            with self.store.tx() as tx:
+                app = self._locked(tx, reference)
+                assert app.id is not None
+                check_transition(reference, State(app.state), State.CONSENT_ISSUED)
+                self.archive.commit_draft(draft)
+                app.issued_sha256 = sha256
+                app.issued_length = len(data)
+                tx.add_document(
+                    sha256=sha256,
+                    kind="consent",
+                    size=len(data),
+                    original_name=f"{reference}.pdf",
+                    application_id=app.id,
+                )
+                tx.move(
+                    app,
+                    State.CONSENT_ISSUED,
+                    actor=actor,
+                    reason=reason,
+                    data={
+                        "sha256": sha256,
+                        "length": len(data),
+                        "sealed": self.sealer is not None,
+                    },
+                )
+        except (TransitionError, DecisionError):
+            self.archive.discard(draft)  # lost before anything entered the archive
+            raise
+        # Any other failure keeps the draft: whether its commit happened is for
+        # sweep_drafts to find out from the database, once no worker can still be at it.
+        self.archive.discard(draft)
         path = self.place_in_outbox(reference, data)
         self.log.info(
             "%s: consent issued (%s, %d bytes) -> %s", reference, sha256[:12], len(data), path
@@ -400,7 +421,7 @@ class Applications:
     def place_in_outbox(self, reference: str, data: bytes) -> Path:
         """Write the issued bytes to ``outbox/REF.pdf`` (a copy; the archive is the record)."""
         path = self.settings.outbox / f"{reference}.pdf"
-        write_atomic(path, data)
+        write_atomic(path, data, self.outbox_access)
         return path
 
     def warm_up(self) -> None:
@@ -422,14 +443,40 @@ class Applications:
             render_consent(result.eoi, reference="SUP-0000-00000", issued_at=self.clock())
 
     def restore_outbox(self) -> int:
-        """Re-place consents whose outbox copy a crash left unwritten; return how many."""
+        """Re-place consents whose outbox copy a crash left unwritten; return how many.
+
+        A consent whose archived bytes are gone is reported (once per process) and the
+        others are still restored.
+        """
         restored = 0
         for reference, sha256 in self.store.issued_consents():
             path = self.settings.outbox / f"{reference}.pdf"
-            if not path.exists():
-                self.place_in_outbox(reference, self.archive.get(sha256))
-                restored += 1
+            if path.exists():
+                continue
+            try:
+                data = self.archive.get(sha256)
+            except FileNotFoundError:
+                if reference not in self._unrestorable:
+                    self._unrestorable.add(reference)
+                    self.log.error(
+                        "%s: its consent %s is missing from %s; outbox/%s.pdf cannot be "
+                        "restored (restore archive/ from a backup)",
+                        reference,
+                        sha256[:12],
+                        self.archive.root,
+                        reference,
+                    )
+                continue
+            self.place_in_outbox(reference, data)
+            restored += 1
         return restored
+
+    def sweep_drafts(self) -> int:
+        """Remove consent drafts (and unrecorded archive entries) a killed issuer left."""
+        return self.archive.sweep_drafts(
+            older_than_s=DRAFT_MAX_AGE_S,
+            recorded=lambda sha256: self.store.known_document(sha256) is not None,
+        )
 
     def issue_pending_auto(self) -> int:
         """With ``review = "auto"``, issue consents a crash left unissued; return how many."""
