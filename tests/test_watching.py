@@ -93,7 +93,8 @@ def collect(
     got: list[tuple[Path, int]] = []
 
     def take(wait: float) -> None:
-        for path in watching.ready(wait):
+        for ready in watching.ready(wait):
+            path = ready.path
             got.append((path, path.stat().st_size if path.exists() else -1))
             if claim:
                 (path.parent / ".processing").mkdir(exist_ok=True)

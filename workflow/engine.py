@@ -2,7 +2,9 @@
 
 ``consentflow run`` builds one :class:`Engine` and calls :meth:`Engine.run`. Start-up
 order matters: check the schema and the folders, finish what a crash left behind
-(outbox copies, ``.processing/``, auto-approvals), then watch.
+(outbox copies, ``.processing/``, auto-approvals, consent drafts), then watch. The loop
+stops when its stop signal is set; a signal handler may set it (``is_set`` is all the loop
+asks of it), and the loop notices within a fifth of a second, after the file in hand.
 """
 
 from __future__ import annotations
@@ -15,20 +17,33 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
+from typing import Protocol
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from workflow.applications import Applications, Sealer
-from workflow.archive import remove_stale_temp_files
+from workflow.archive import Access, make_dir, remove_stale_temp_files
 from workflow.config import Settings
 from workflow.intake import Claimed, FolderError, Intake, Processor
+from workflow.notices import Notice, NoticeBoard
 from workflow.signing import Signer, certify
 from workflow.store import Store
 from workflow.verification import SignaturePolicy, Verifier
-from workflow.watching import WatchConfig, Watcher
+from workflow.watching import ObserverFactory, Ready, WatchConfig, Watcher, default_observer
 
 HEARTBEAT_S = 60.0
+#: A file the watcher waits for this long (still being written, empty) shows in ``status``.
+NOTICE_AFTER_S = 5.0
+
+
+class StopSignal(Protocol):
+    """What the loop asks of its stop signal: a ``threading.Event``, or a flag that a
+    signal handler sets (a handler must not take locks, as ``Event.set`` does)."""
+
+    def is_set(self) -> bool:
+        """Whether to stop."""
+        ...
+
 
 log = logging.getLogger("consentflow")
 
@@ -42,6 +57,7 @@ class Engine:
         *,
         store: Store | None = None,
         clock: Callable[[], datetime] | None = None,
+        observer_factory: ObserverFactory = default_observer,
     ) -> None:
         self.settings = settings
         self.store = store or Store(settings.database_url, clock=clock)
@@ -58,71 +74,106 @@ class Engine:
             processors=processors,
             settings=settings.intake,
             follow_up=self._follow_up,
+            failed_access=Access(settings.files.gid_for("failed")),
         )
+        self.notices = NoticeBoard(self.store, owner=self.intake.worker)
         self.watch_config = WatchConfig(
             folders=tuple(folders.values()),
             stability_s=settings.intake.stability_ms / 1000,
             polling_interval_s=settings.intake.polling_interval_s,
             rescan_interval_s=settings.intake.rescan_interval_s,
         )
+        self.observer_factory = observer_factory
 
-    def start(self) -> None:
-        """Check the schema and the folders and recover from an earlier crash."""
+    def start(self, stop: StopSignal | None = None) -> bool:
+        """Check the schema and the folders and recover from an earlier crash.
+
+        Returns False when ``stop`` was set while waiting for the database.
+        """
         for folder in (self.settings.outbox, self.settings.archive, self.settings.failed):
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                make_dir(folder, Access(self.settings.files.gid_for(folder.name)))
             except OSError as exc:
                 raise FolderError(f"{folder} cannot be created: {exc.strerror}") from exc
-            removed = remove_stale_temp_files(folder, older_than_s=self.settings.intake.lease_s)
+            try:
+                removed = remove_stale_temp_files(folder, older_than_s=self.settings.intake.lease_s)
+            except OSError as exc:
+                log.warning("cannot clean temporary files in %s: %s", folder, exc)
+                removed = 0
             if removed:
                 log.info("removed %d unfinished temporary file(s) from %s", removed, folder)
-        self._wait_for_database()
+        if not self._wait_for_database(stop):
+            return False
         self.intake.prepare()
         self.applications.warm_up()
+        self.notices.clear_dead()
         self.intake.recover()
-        self._follow_up()  # outbox copies and auto consents a crash left undone
+        self._guarded(self._follow_up)  # outbox copies, auto consents, drafts a crash left
+        return True
 
-    def _wait_for_database(self) -> None:
+    def _wait_for_database(self, stop: StopSignal | None) -> bool:
+        """Wait while a database server cannot be reached; a database that cannot be used
+        as configured raises `~workflow.store.StoreError` (the CLI exits 78)."""
         delay = 1.0
         while True:
             try:
                 self.store.ensure_schema()
-                return
-            except OperationalError as exc:
+                return True
+            except DBAPIError as exc:
                 log.warning(
                     "database unavailable (%s); retrying in %.0f s",
                     str(exc).splitlines()[0][:200],
                     delay,
                 )
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                if stop is not None and stop.is_set():
+                    return False
+                time.sleep(0.1)
+            delay = min(delay * 2, 30.0)
 
     def _follow_up(self) -> None:
         restored = self.applications.restore_outbox()
         issued = self.applications.issue_pending_auto()
+        swept = self.applications.sweep_drafts()
         if restored or issued:
             log.info("caught up: %d outbox copies restored, %d consents issued", restored, issued)
+        if swept:
+            log.info("removed %d consent draft(s) a stopped worker left", swept)
 
     def run_once(self) -> None:
         """Process what is in the folders now, then return (``run --once``)."""
         self.start()
         for folder in self.intake.folders.values():
-            for path in sorted(folder.iterdir()):
-                if path.is_file() and self._wanted(path):
-                    self.intake.offer(path)
-        self.intake.tick()
+            try:
+                names = sorted(entry.name for entry in os.scandir(folder))
+            except OSError as exc:
+                log.error("cannot list %s: %s", folder, exc)
+                continue
+            for name in names:
+                if self._wanted(name):
+                    self._guarded(self.intake.offer, folder / name)
+        self._guarded(self.intake.tick)
+        self._guarded(self._publish, None)
 
-    def run(self, stop: threading.Event | None = None, *, freeze_heap: bool = False) -> None:
+    def run(self, stop: StopSignal | None = None, *, freeze_heap: bool = False) -> None:
         """Watch and process until ``stop`` is set (or forever).
 
         With ``freeze_heap`` (``consentflow run``, a process that does nothing else), what
         start-up loaded is moved out of the garbage collector's reach; see `_freeze_heap`.
         """
         stop = stop or threading.Event()
-        self.start()
+        self.intake.should_stop = stop.is_set
+        if stop.is_set() or not self.start(stop) or stop.is_set():
+            log.info("stopped")
+            return
         if freeze_heap:
             _freeze_heap()
-        watcher = Watcher(self.watch_config, log=logging.getLogger("consentflow.watch"))
+        watcher = Watcher(
+            self.watch_config,
+            log=logging.getLogger("consentflow.watch"),
+            observer_factory=self.observer_factory,
+        )
         watcher.start()
         log.info(
             "watching %s via %s (review = %s, database %s)",
@@ -134,15 +185,16 @@ class Engine:
         last_beat = time.monotonic()
         try:
             while not stop.is_set():
-                for path in watcher.ready(timeout=0.2):
+                for ready in watcher.ready(timeout=0.2):
                     if stop.is_set():
                         break  # what is left stays in the folder for the next start
-                    self._guarded(self.intake.offer, path)
-                    watcher.forget(path)
+                    self._guarded(self._offer, ready)
+                    watcher.forget(ready.path)
                     # Between files too: a backlog must not hold back retries that are due
                     # or the sweep that resumes a dead worker's claims within the lease.
                     self._guarded(self.intake.tick)
                 self._guarded(self.intake.tick)
+                self._guarded(self._publish, watcher)
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
                     last_beat = time.monotonic()
                     self._heartbeat(watcher)
@@ -150,13 +202,28 @@ class Engine:
             watcher.stop()
             log.info("stopped")
 
-    def _guarded(self, step: Callable[..., None], *args: Path) -> None:
-        # Whatever one file does (a full disk while writing failed/, a bug), the loop
-        # goes on: the file stays in .processing/ and the lease sweep resumes it.
+    def _offer(self, ready: Ready) -> None:
+        self.intake.offer(ready.path, confirmed=ready.confirmed)
+
+    def _publish(self, watcher: Watcher | None) -> None:
+        """Tell ``status`` which files are waiting or cannot be taken."""
+        notices = self.intake.notices()
+        known = {(notice.folder, notice.name) for notice in notices}
+        for waiting in watcher.waiting(longer_than=NOTICE_AFTER_S) if watcher else []:
+            folder = self.intake.folder_of(waiting.path)
+            name = waiting.path.name
+            if folder is not None and (folder, name) not in known:
+                notices.append(Notice(folder, name, "waiting", waiting.why, waiting.since))
+        self.notices.publish(notices)
+
+    @staticmethod
+    def _guarded(step: Callable[..., None], *args: object) -> None:
+        # Whatever one file does (a bug, a folder that vanished), the loop goes on; a
+        # claimed file stays in .processing/ and the lease sweep resumes it.
         try:
             step(*args)
         except Exception:
-            log.exception("error in the intake loop; the file stays claimed and is resumed later")
+            log.exception("error in the intake loop; intake goes on")
             time.sleep(0.5)
 
     def _heartbeat(self, watcher: Watcher) -> None:
@@ -175,14 +242,15 @@ class Engine:
             stats.failed,
         )
 
-    def _wanted(self, path: Path) -> bool:
-        name = path.name.lower()
+    def _wanted(self, name: str) -> bool:
+        name = name.lower()
         if any(fnmatch.fnmatch(name, pattern.lower()) for pattern in self.watch_config.ignore):
             return False
         return any(fnmatch.fnmatch(name, pattern.lower()) for pattern in self.watch_config.patterns)
 
     def close(self) -> None:
-        """Release the database."""
+        """Stop renewing leases and release the database."""
+        self.intake.close()
         self.store.close()
 
 
@@ -240,4 +308,4 @@ def build_applications(
     return Applications(store, settings, sealer=sealer, verifier=verifier, clock=clock)
 
 
-__all__ = ["Claimed", "Engine", "build_applications"]
+__all__ = ["Claimed", "Engine", "StopSignal", "build_applications"]

@@ -11,7 +11,12 @@ watchdog events only make us look at a path sooner. A file is complete when
   writers pause between pages for longer than any sensible stability window;
 - and it is not empty: a 0-byte file is a placeholder that waits, however long, never an error.
 
-Claiming, hashing and the ledger belong to the caller (``workflow.intake``).
+`Watcher.ready` says which of the two confirmed each file: only a close or a rename is proof
+that the writer is done, so the caller may take such a file at once whatever it holds, and
+give one that was merely still for a while the benefit of the doubt. Entries that are not
+regular files (links, FIFOs, sockets, devices) are handed out too, as they are, for the
+caller to set aside; folders never are. Claiming, hashing and the ledger belong to the caller
+(``workflow.intake``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -86,6 +91,25 @@ class WatchConfig:
 ObserverFactory = Callable[[WatchMode, float], BaseObserver]
 """Builds an unstarted observer for a mode and polling interval (see `default_observer`)."""
 
+
+@dataclass(frozen=True)
+class Ready:
+    """A file `Watcher.ready` hands out: complete as far as the watcher can tell."""
+
+    path: Path
+    # a close after writing, or a rename into the folder, said so (not only stillness)
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A file the watcher has been waiting for (see `Watcher.waiting`)."""
+
+    path: Path
+    since: datetime  # UTC
+    why: str
+
+
 _Kind = Literal["touch", "write", "done", "gone"]
 
 
@@ -103,13 +127,23 @@ def default_observer(mode: WatchMode, polling_interval_s: float) -> BaseObserver
             return _undelayed_inotify_observer()
         except (ImportError, AttributeError, TypeError) as exc:
             # Another watchdog than the one this was written for (7.x): its own observer
-            # works, with up to 0.5 s more latency per claim.
-            from watchdog.observers.inotify import InotifyObserver  # noqa: PLC0415
-
+            # works, with up to 0.5 s more latency per claim. (Errors that only show when
+            # the observer starts are caught by the Watcher, which falls back the same way.)
             logging.getLogger(__name__).warning(
                 "watchdog's inotify internals changed (%s); using its observer as it is", exc
             )
-            return InotifyObserver(generate_full_events=True)
+    return stock_observer(mode, polling_interval_s)
+
+
+def stock_observer(mode: WatchMode, polling_interval_s: float) -> BaseObserver:
+    """watchdog's own observer for ``mode``, as it ships: the fallback when a factory's
+    observer cannot be built or started."""
+    if mode is WatchMode.POLLING:
+        return PollingObserver(timeout=polling_interval_s)
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver  # noqa: PLC0415
+
+        return InotifyObserver(generate_full_events=True)
     from watchdog.observers import Observer  # noqa: PLC0415
 
     return Observer()
@@ -173,6 +207,8 @@ class _Candidate:
     writing: bool = False  # a write was seen and not yet its close
     rescanned: bool = False  # re-seen by a rescan after it was handed out: offer it again
     waiting_logged: bool = False
+    why: str = ""  # why it is not complete yet, once `_waiting` said so
+    since_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class _Handler(FileSystemEventHandler):
@@ -209,13 +245,17 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
         path_filter: Callable[[Path], bool] | None = None,
         observer_factory: ObserverFactory = default_observer,
+        fallback_factory: ObserverFactory = stock_observer,
         filesystem_type: Callable[[Path], str | None] | None = None,
     ) -> None:
         """Prepare watching ``config.folders``; nothing runs before `start`.
 
         ``path_filter`` is an extra predicate after the name patterns (false: ignore the file);
         ``observer_factory`` builds the watchdog observers (the default suits production);
-        ``filesystem_type`` names the filesystem a folder is on (default: `/proc/mounts`).
+        ``fallback_factory`` builds the ones used when an observer from ``observer_factory``
+        fails to build or start for a reason other than the inotify limits (default:
+        watchdog's own); ``filesystem_type`` names the filesystem a folder is on (default:
+        `/proc/mounts`).
         """
         self._config = config
         self._folders = tuple(Path(os.path.abspath(f)) for f in config.folders)
@@ -223,6 +263,7 @@ class Watcher:
         self._clock = clock
         self._path_filter = path_filter
         self._factory = observer_factory
+        self._fallback = fallback_factory
         self._filesystem_type = filesystem_type or filesystem_type_of
         self._mode = WatchMode.POLLING if config.polling_interval_s > 0 else WatchMode.EVENTS
         self._polling_s = config.polling_interval_s
@@ -262,12 +303,13 @@ class Watcher:
         )
         self._rescan(initial=True)
 
-    def ready(self, timeout: float) -> list[Path]:
+    def ready(self, timeout: float) -> list[Ready]:
         """Block up to ``timeout`` seconds; return the files that are complete now.
 
         Each file is returned once; it comes back only if it changes again, or if a rescan
         still finds it in the folder (the caller neither claimed nor forgot it). Ignored or
-        non-matching names, directories and files in subfolders are never returned.
+        non-matching names, directories and files in subfolders are never returned; links
+        and other entries that are not regular files are, for the caller to set aside.
         """
         deadline = time.monotonic() + max(timeout, 0.0)
         while not self._stopped:
@@ -289,6 +331,17 @@ class Watcher:
         with self._state:
             self._candidates.pop(path, None)
             self._delivered.pop(path, None)
+
+    def waiting(self, *, longer_than: float = 0.0) -> list[Waiting]:
+        """The files waited for (empty, open for writing, still changing) for more than
+        ``longer_than`` seconds, for ``status``."""
+        now = self._clock()
+        with self._state:
+            return [
+                Waiting(path, candidate.since_utc, candidate.why)
+                for path, candidate in self._candidates.items()
+                if candidate.why and now - candidate.first_seen > longer_than
+            ]
 
     def status(self) -> dict[str, object]:
         """Data for the heartbeat line: mode, folders, pending candidates, last rescan (UTC)."""
@@ -348,15 +401,33 @@ class Watcher:
         return self._schedule_and_start(WatchMode.POLLING, self._polling_s)
 
     def _schedule_and_start(self, mode: WatchMode, interval: float) -> BaseObserver:
+        """An observer from the factory, or, if that one cannot be built or started for any
+        reason but an ``OSError`` (a watchdog whose internals changed), the fallback's."""
+        try:
+            return self._start_observer(self._factory, mode, interval)
+        except OSError:
+            raise  # inotify's limits, a folder that is gone: the fallback would fail alike
+        except Exception as exc:
+            self._log.warning(
+                "the %s observer could not start (%s: %s); using watchdog's own observer",
+                mode,
+                type(exc).__name__,
+                exc,
+            )
+        return self._start_observer(self._fallback, mode, interval)
+
+    def _start_observer(
+        self, factory: ObserverFactory, mode: WatchMode, interval: float
+    ) -> BaseObserver:
         # inotify reports its limits from the constructor (instances) or from start (watches).
-        observer = self._factory(mode, interval)
+        observer = factory(mode, interval)
         try:
             handler = _Handler(self._on_event, self._log)
             for folder in self._folders:
                 observer.schedule(handler, str(folder), recursive=False)
             observer.start()
         except BaseException:
-            observer.stop()  # release the inotify descriptor and any emitter already running
+            _stop_quietly(observer)  # release the inotify descriptor and any running emitter
             raise
         return observer
 
@@ -462,7 +533,7 @@ class Watcher:
 
     # -- candidates -----------------------------------------------------------------------------
 
-    def _collect(self) -> list[Path]:
+    def _collect(self) -> list[Ready]:
         """Apply the queued events, then return (and hand out) the candidates now complete."""
         with self._cond:
             events = list(self._events)
@@ -471,14 +542,14 @@ class Watcher:
             for kind, path, at in events:
                 self._apply(kind, path, at)
             now = self._clock()
-            found: list[Path] = []
+            found: list[Ready] = []
             by_age = sorted(self._candidates.items(), key=lambda item: item[1].first_seen)
             for path, candidate in by_age:
                 if self._is_complete(path, candidate, now):
                     del self._candidates[path]
                     if candidate.signature is not None:
                         self._delivered[path] = candidate.signature
-                    found.append(path)
+                    found.append(Ready(path, candidate.confirmed))
             return found
 
     def _apply(self, kind: _Kind, path: Path, at: float) -> None:
@@ -496,10 +567,12 @@ class Watcher:
             candidate.writing = candidate.writing or kind == "write"
 
     def _is_complete(self, path: Path, candidate: _Candidate, now: float) -> bool:
-        """Stat ``path`` and decide; drops candidates that vanished or are not regular files."""
+        """Stat ``path`` and decide; drops candidates that vanished or are folders."""
         st = self._stat(path, candidate)
-        if st is None:
-            return False
+        if st is None or not stat.S_ISREG(st.st_mode):
+            # None: gone, or a folder. A link, FIFO, socket or device is complete as it is:
+            # the caller never reads it, only sets it aside.
+            return st is not None
         signature = (st.st_size, st.st_mtime_ns, st.st_ino)
         if signature != candidate.signature:
             candidate.signature = signature
@@ -525,7 +598,8 @@ class Watcher:
         return False
 
     def _stat(self, path: Path, candidate: _Candidate) -> os.stat_result | None:
-        """Stat a candidate; None (dropping it if it is gone or not a file) when unusable."""
+        """Stat a candidate (never through a link); None (dropping it if it is gone or a
+        folder) when there is nothing to hand out."""
         try:
             st = os.stat(path, follow_symlinks=False)
         except FileNotFoundError:
@@ -535,13 +609,14 @@ class Watcher:
         except OSError as exc:
             self._waiting(path, candidate, f"cannot read it yet: {exc}")
             return None
-        if not stat.S_ISREG(st.st_mode):
-            self._note_ignored(path, "not a regular file")
+        if stat.S_ISDIR(st.st_mode):
+            self._note_ignored(path, _SUBFOLDER)
             del self._candidates[path]
             return None
         return st
 
     def _waiting(self, path: Path, candidate: _Candidate, why: str) -> None:
+        candidate.why = why
         if not candidate.waiting_logged:
             candidate.waiting_logged = True
             self._log.info("waiting for the file to finish: %s (%s)", path, why)
@@ -558,8 +633,8 @@ class Watcher:
                         path = folder / entry.name
                         if entry.is_dir(follow_symlinks=False):
                             self._note_ignored(path, _SUBFOLDER)
-                        elif self._scan_accepts(path) and entry.is_file(follow_symlinks=False):
-                            present.add(path)
+                        elif self._scan_accepts(path):
+                            present.add(path)  # a link or a FIFO too: the caller sets it aside
             except OSError as exc:
                 self._log.warning("cannot list %s: %s", folder, exc)
         now = self._clock()
@@ -602,6 +677,13 @@ class Watcher:
                 folder,
                 fstype,
             )
+
+
+def _stop_quietly(observer: BaseObserver) -> None:
+    try:
+        observer.stop()
+    except Exception:  # a half-built observer of a changed watchdog: nothing more to release
+        logging.getLogger(__name__).debug("stopping a failed observer failed", exc_info=True)
 
 
 def filesystem_type_of(path: Path) -> str | None:
