@@ -12,7 +12,6 @@ import json
 import logging
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from workflow.intake import FolderError
 from workflow.records import application_json, event_json, summary_json
 from workflow.signing import SignerError
 from workflow.states import DecisionError, State, TransitionError
-from workflow.store import SchemaError, Store
+from workflow.store import Store, StoreError
 from workflow.verification import TrustRootError
 
 app = typer.Typer(
@@ -84,7 +83,7 @@ def _errors() -> Iterator[None]:
         yield
     except ConfigError as exc:
         _fail(str(exc), 78)
-    except (SchemaError, FolderError) as exc:
+    except (StoreError, FolderError) as exc:
         _fail(str(exc), 78)
     except (TransitionError, DecisionError) as exc:
         _fail(str(exc), 1)
@@ -154,13 +153,14 @@ def run(
                 from workflow.workers import supervise  # noqa: PLC0415
 
                 raise typer.Exit(supervise(settings, workers, once=once, verbose=verbose))
+            stop = _SignalFlag()
+            if not once:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(signum, stop.set)
             engine = Engine(settings)
             if once:
                 engine.run_once()
                 return
-            stop = threading.Event()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, lambda *_: stop.set())
             engine.run(stop, freeze_heap=True)
         finally:
             if web is not None:
@@ -197,6 +197,26 @@ def web(
         _fail(f"the dashboard cannot listen on {settings.web.listen}: change [web] listen", 78)
 
 
+class _SignalFlag:
+    """A stop flag for signal handlers: setting it takes no lock.
+
+    ``threading.Event.set`` takes a lock, and a second signal arriving while the first
+    handler holds it re-enters ``set`` in the same thread and waits for itself forever;
+    the engine's loop polls this flag instead.
+    """
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def set(self, signum: int, _frame: object) -> None:
+        """Signal handler: remember the signal, nothing more."""
+        self.signum = signum
+
+    def is_set(self) -> bool:
+        """Whether a stop signal arrived."""
+        return self.signum != 0
+
+
 # -- the office's view ---------------------------------------------------------------------
 
 
@@ -206,9 +226,13 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """List applications, one line each."""
+    from workflow.notices import shown  # noqa: PLC0415
+
     with _errors():
-        store = _store(_settings())
+        settings = _settings()
+        store = _store(settings)
         rows = [summary_json(row) for row in store.applications(state)]
+        notices = shown(store, {"inbox": settings.inbox, "signed": settings.signed})
     if as_json:
         _print_json(rows)
         return
@@ -219,6 +243,12 @@ def status(
         )
     if not rows:
         typer.echo("no applications")
+    for notice in notices:
+        until = f"; taken as it is at {notice.until:%Y-%m-%d %H:%M:%S}Z" if notice.until else ""
+        typer.echo(
+            f"{notice.folder}/{notice.name}  {notice.kind}: {notice.message} "
+            f"(since {notice.since:%Y-%m-%d %H:%M:%S}Z{until})"
+        )
 
 
 @app.command()
@@ -334,17 +364,14 @@ def retry(
 ) -> None:
     """Put files from failed/ back into the folder they came from, to be processed again."""
     from workflow.applications import Applications  # noqa: PLC0415
+    from workflow.intake import failed_files  # noqa: PLC0415
 
     with _errors():
         settings = _settings()
         store = _store(settings)
         chosen = list(names or [])
         if all_:
-            chosen = sorted(
-                path.name
-                for path in settings.failed.iterdir()
-                if path.is_file() and not path.name.endswith(".error.json")
-            )
+            chosen = failed_files(settings.failed)
         if not chosen:
             _fail("name the files to retry, or pass --all", 2)
         try:
