@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,14 @@ def test_relative_sqlite_path_is_in_the_home_folder(tmp_path: Path) -> None:
         ('[signature]\nrevocation = "maybe"\n', "[signature] revocation"),
         ("[intake]\nmax_file_mb = 0\n", "[intake] max_file_mb"),
         ("[intake]\nstabilty_ms = 10\n", "[intake] stabilty_ms"),
+        # finite and bounded: these passed "> 0" and overflowed later, mid-work
+        ("[intake]\nmax_file_mb = 1e308\n", "[intake] max_file_mb"),
+        ("[intake]\nlease_s = inf\n", "[intake] lease_s"),
+        ("[intake]\nretry_backoff_s = nan\n", "[intake] retry_backoff_s"),
+        ("[intake]\nincomplete_grace_s = 1e300\n", "[intake] incomplete_grace_s"),
+        ("[intake]\nretry_max_attempts = 100000\n", "[intake] retry_max_attempts"),
+        ('[files]\ngroup = "no-such-group-here"\n', "[files] group"),
+        ('[files]\ngroup_read = ["inbox"]\n', "[files] group_read"),
     ],
 )
 def test_invalid_values_name_the_key(tmp_path: Path, toml: str, key: str) -> None:
@@ -74,3 +83,14 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(tmp_path)
     with pytest.raises(Exception, match="frozen"):
         settings.review.mode = "auto"  # type: ignore[misc]
+
+
+def test_files_group_opens_only_the_folders_named(tmp_path: Path) -> None:
+    """[files] group names a real group; only the folders in group_read are opened to it."""
+    import grp
+
+    group = grp.getgrgid(os.getgid())
+    (tmp_path / "consentflow.toml").write_text(f'[files]\ngroup = "{group.gr_name}"\n')
+    files = load_settings(tmp_path).files
+    assert (files.gid_for("outbox"), files.gid_for("archive")) == (group.gr_gid, None)
+    assert load_settings(tmp_path.parent).files.gid_for("outbox") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.eoi_files import broken_pdf, filled_eoi, invalid_eoi
+from tests.processes import consentflow
 from workflow.archive import TEMP_SUFFIX
 from workflow.config import Settings, load_settings
 from workflow.engine import Engine
@@ -394,3 +396,76 @@ def test_polling_mode_processes_files(running: Callable[..., Engine], home: Path
     engine = running(intake={"polling_interval_s": 0.3})
     (home / "inbox" / "polled.pdf").write_bytes(filled_eoi(org_name="Polled Network"))
     assert wait_for(lambda: states(engine.store) == {"Polled Network": State.AWAITING_REVIEW})
+
+
+@pytest.mark.parametrize("how", ["renamed", "closed"])
+def test_truncated_pdf_confirmed_by_its_writer_fails_at_once(
+    running: Callable[..., Engine], home: Path, how: str
+) -> None:
+    """A file renamed into the inbox, or closed after writing, is whole by its writer's
+    word: a truncated PDF goes to failed/ as damaged at once, not after the grace."""
+    engine = running(intake={"incomplete_grace_s": 600})
+    data = filled_eoi()
+    cut = data[: len(data) // 2]  # no %%EOF: it looks unfinished
+    if how == "renamed":
+        (home / "inbox" / ".cut.pdf.part").write_bytes(cut)
+        os.rename(home / "inbox" / ".cut.pdf.part", home / "inbox" / "cut.pdf")
+    else:
+        (home / "inbox" / "cut.pdf").write_bytes(cut)
+    report = home / "failed" / "cut.pdf.error.json"
+    assert wait_for(report.is_file, timeout=15)
+    assert json.loads(report.read_text())["code"] == "damaged"
+    assert engine.store.applications() == []
+
+
+def test_unconfirmed_truncated_pdf_waits_for_the_grace_and_shows_in_status(
+    running: Callable[..., Engine],
+    home: Path,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A truncated PDF found by the start-up scan (no close or rename seen) waits for the
+    grace, and a file seen being written waits for its close: status shows both while they
+    wait; the log says when the wait will end and that it did; then the truncated one fails
+    as damaged."""
+    caplog.set_level(logging.INFO, logger="consentflow")
+    grace = 12.0
+    (home / "inbox").mkdir()
+    data = filled_eoi(org_name="Slow Network")
+    (home / "inbox" / "cut.pdf").write_bytes(data[: len(data) // 2])
+    started = time.monotonic()
+    running(intake={"incomplete_grace_s": grace})
+    assert wait_for(lambda: any("via events" in r.getMessage() for r in caplog.records))
+    writing = (home / "inbox" / "writing.pdf").open("wb")  # seen being written, not closed
+    writing.write(data[:1000])
+    writing.flush()
+    try:
+        lines: list[str] = []
+
+        def both_shown() -> bool:
+            status = consentflow(home, "status", database_url=database_url)
+            lines[:] = [line for line in status.stdout.splitlines() if line.startswith("inbox/")]
+            return len(lines) == 2
+
+        assert wait_for(both_shown, timeout=grace), lines
+        cut_line, writing_line = sorted(lines)
+        assert cut_line.startswith("inbox/cut.pdf  waiting: not yet a whole PDF")
+        assert "; taken as it is at " in cut_line
+        assert writing_line.startswith("inbox/writing.pdf  waiting: it is open for writing")
+    finally:
+        writing.write(data[1000:])
+        writing.close()
+    report = home / "failed" / "cut.pdf.error.json"
+    assert wait_for(report.is_file, timeout=grace + 15)
+    assert time.monotonic() - started >= grace
+    assert json.loads(report.read_text())["code"] == "damaged"
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(
+        f"waiting for {home / 'inbox' / 'cut.pdf'}: not yet a whole PDF" in m
+        and "it is processed as it is at " in m
+        for m in messages
+    )
+    assert any(f"stopped waiting for {home / 'inbox' / 'cut.pdf'}" in m for m in messages)
+    assert wait_for(lambda: not (home / "inbox" / "writing.pdf").exists())
+    status = consentflow(home, "status", database_url=database_url)
+    assert not [line for line in status.stdout.splitlines() if line.startswith("inbox/")]

@@ -34,6 +34,7 @@ from sqlalchemy import text
 from tests.conftest import STRICT
 from tests.eoi_files import broken_pdf, filled_eoi, invalid_eoi
 from tests.pgserver import PgServer, PgServerError
+from tests.processes import without_override
 from workflow.states import State
 from workflow.store import Store
 
@@ -599,21 +600,10 @@ def _refusal(home: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-#: Root without the capabilities that bypass file permissions: the kernel checks the
-#: inbox's mode bits as for any user (the interpreter lives under /root, so switching to
-#: another user could not even start Python).
-_WITHOUT_OVERRIDE = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner")
-
-
 @pytest.mark.parametrize("processing_exists", [True, False])
 def test_refuses_to_start_on_an_unwritable_inbox(tmp_path: Path, processing_exists: bool) -> None:
     """An inbox this process cannot write: exit 78 naming the path and why, no traceback."""
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            _unavailable("setpriv is missing: cannot run without root's permission override")
-        prefix: tuple[str, ...] = _WITHOUT_OVERRIDE
-    else:
-        prefix = ()
+    prefix = without_override()
     home = _home(tmp_path)
     if processing_exists:
         (home / "inbox" / ".processing").mkdir()

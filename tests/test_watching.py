@@ -434,3 +434,42 @@ def test_filesystem_type_is_the_mount_holding_the_folder(inbox: Path) -> None:
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert filesystem_type_of(inbox) == expected
+
+
+class _ChangedInternalsFactory:
+    """Observers whose emitter fails when it starts, as the inotify subclass would under a
+    watchdog whose internals changed (a TypeError from an unexpected constructor argument)."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def __call__(self, mode: WatchMode, polling_interval_s: float) -> BaseObserver:
+        from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
+
+        factory = self
+
+        class ChangedEmitter(InotifyEmitter):
+            def on_thread_start(self) -> None:
+                factory.failed += 1
+                raise TypeError("InotifyWatchGroup.__init__() got an unexpected keyword argument")
+
+        observer = InotifyObserver(generate_full_events=True)
+        observer._emitter_class = ChangedEmitter
+        return observer
+
+
+def test_observer_that_fails_to_start_falls_back_to_watchdogs_own(
+    inbox: Path, outside: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An observer that cannot start (not for the inotify limits) is replaced by watchdog's
+    own observer: native events still, a warning, and files still arrive."""
+    caplog.set_level(logging.INFO, logger="workflow.watching")
+    factory = _ChangedInternalsFactory()
+    (outside / "f.pdf").write_bytes(PDF)
+    with Watcher(WatchConfig(folders=(inbox,), stability_s=STABLE), observer_factory=factory) as w:
+        assert factory.failed == 1
+        assert w.mode == "events"
+        os.rename(outside / "f.pdf", inbox / "f.pdf")
+        (inbox / "g.pdf").write_bytes(PDF)
+        assert sorted(collect(w, 2)) == [(inbox / "f.pdf", len(PDF)), (inbox / "g.pdf", len(PDF))]
+    assert messages(caplog, "could not start (TypeError")

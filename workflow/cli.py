@@ -134,8 +134,6 @@ def run(
     ] = False,
 ) -> None:
     """Watch inbox/ and signed/ and process every file that arrives; serve the dashboard."""
-    from workflow.engine import Engine  # noqa: PLC0415 - keeps the other commands fast
-
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -153,15 +151,21 @@ def run(
                 from workflow.workers import supervise  # noqa: PLC0415
 
                 raise typer.Exit(supervise(settings, workers, once=once, verbose=verbose))
+            # Only here: the supervisor above imports no engine, so it starts and exits at once.
+            from workflow.engine import Engine  # noqa: PLC0415 - keeps the other commands fast
+
             stop = _SignalFlag()
             if not once:
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(signum, stop.set)
             engine = Engine(settings)
-            if once:
-                engine.run_once()
-                return
-            engine.run(stop, freeze_heap=True)
+            try:
+                if once:
+                    engine.run_once()
+                else:
+                    engine.run(stop, freeze_heap=True)
+            finally:
+                engine.close()  # SQLite folds its -wal file back in when the last one goes
         finally:
             if web is not None:
                 web.stop()

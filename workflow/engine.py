@@ -118,6 +118,7 @@ class Engine:
         while True:
             try:
                 self.store.ensure_schema()
+                self.store.check_writable()
                 return True
             except DBAPIError as exc:
                 log.warning(

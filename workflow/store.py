@@ -393,6 +393,15 @@ class Store:
                 "run `consentflow db upgrade` (back up the database first)"
             )
 
+    def check_writable(self) -> None:
+        """Raise :class:`StoreError` unless this process may write the database.
+
+        A read-only SQLite file with its -wal and -shm beside it opens and reads fine; the
+        first write fails, deep in the work. A worker asks this once, at start.
+        """
+        with self._opening(), self._schema_lock() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+
     def _refuse_unknown(self, current: str | None) -> None:
         """A revision this code has no migration for was made by a newer consentflow."""
         if current is None:
