@@ -1,4 +1,5 @@
-"""Running ``consentflow`` as a real process, as an operator or a service manager would."""
+"""Running ``consentflow`` as a real process, as an operator or a service manager would,
+and waiting for what it does."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,13 @@ def consentflow(
         timeout=timeout,
         check=False,
     )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll until ``predicate`` holds or ``timeout`` passes; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()

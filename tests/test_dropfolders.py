@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import STRICT
 from tests.eoi_files import broken_pdf, filled_eoi
-from tests.processes import consentflow, without_override
+from tests.processes import consentflow, wait_for, without_override
 from workflow.config import load_settings
 from workflow.engine import Engine
 from workflow.intake import Intake
@@ -39,16 +39,6 @@ def settings_for(home: Path, database_url: str, **intake: Any) -> Any:
     """Settings for a test home: short stability, given database."""
     values = {"stability_ms": 200, "rescan_interval_s": 2, **intake}
     return load_settings(home, database={"url": database_url}, intake=values)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    """Poll until ``predicate`` holds or ``timeout`` passes; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.eoi_files import broken_pdf, filled_eoi, invalid_eoi
-from tests.processes import consentflow
+from tests.processes import consentflow, wait_for
 from workflow.archive import TEMP_SUFFIX
 from workflow.config import Settings, load_settings
 from workflow.engine import Engine
@@ -37,16 +37,6 @@ def home(tmp_path: Path) -> Path:
     path = tmp_path / "home"
     path.mkdir()
     return path
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    """Poll until ``predicate`` holds or ``timeout`` passes; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.eoi_files import filled_eoi
-from tests.test_engine import wait_for
+from tests.processes import wait_for
 from workflow.cli import app
 from workflow.config import load_settings
 from workflow.engine import Engine
