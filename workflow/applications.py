@@ -25,7 +25,8 @@ from forms.reading import read_eoi
 from forms.validation import validate
 from workflow.archive import Access, Archive, write_atomic
 from workflow.config import Settings
-from workflow.intake import Claimed, PermanentError, retry_failed
+from workflow.failed import FailedFolder
+from workflow.intake import Claimed, PermanentError
 from workflow.signature_report import IssuedConsent, SignatureReport
 from workflow.states import Actor, DecisionError, State, TransitionError, check_transition
 from workflow.store import Application, IntakeItem, KnownDocument, Store, Tx, org_key
@@ -334,11 +335,9 @@ class Applications:
     def retry(self, names: Sequence[str], *, actor: str) -> list[str]:
         """Put files from ``failed/`` back into the folder they came from, each recorded as
         a ``retry`` event; return the names they have there. Raises ``FileNotFoundError``
-        for a name that is not a file in ``failed/``."""
-        moved = retry_failed(
-            self.settings.failed,
-            {"inbox": self.settings.inbox, "signed": self.settings.signed},
-            names,
+        for a name that is not a file in ``failed/`` (a link or a report is not one)."""
+        moved = FailedFolder(self.settings.failed).retry(
+            {"inbox": self.settings.inbox, "signed": self.settings.signed}, names
         )
         with self.store.tx() as tx:
             for name in moved:

@@ -368,19 +368,17 @@ def retry(
 ) -> None:
     """Put files from failed/ back into the folder they came from, to be processed again."""
     from workflow.applications import Applications  # noqa: PLC0415
-    from workflow.intake import failed_files  # noqa: PLC0415
+    from workflow.failed import FailedFolder  # noqa: PLC0415
 
     with _errors():
         settings = _settings()
         store = _store(settings)
-        chosen = list(names or [])
-        if all_:
-            chosen = failed_files(settings.failed)
+        chosen = FailedFolder(settings.failed).files() if all_ else list(names or [])
         if not chosen:
             _fail("name the files to retry, or pass --all", 2)
         try:
             moved = Applications(store, settings).retry(chosen, actor=by or getpass.getuser())
-        except FileNotFoundError as exc:
+        except FileNotFoundError as exc:  # no such file, or a link or report (RetryError)
             _fail(str(exc), 1)
     for name in moved:
         typer.echo(f"retrying {name}")

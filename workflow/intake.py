@@ -21,13 +21,12 @@ database errors are retried with exponential backoff.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import stat
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,9 +38,7 @@ from workflow.archive import (
     Access,
     fsync_dir,
     make_dir,
-    restrict,
     safe_name,
-    unique_path,
     write_atomic,
 )
 from workflow.config import IntakeSettings
@@ -58,6 +55,7 @@ from workflow.dropfolder import (
     read_regular,
     sha256_of,
 )
+from workflow.failed import FailedFolder
 from workflow.leases import HOST_TAG, LeaseKeeper, owner_alive, pid_alive, worker_id
 from workflow.notices import Notice
 from workflow.states import Actor
@@ -92,10 +90,6 @@ class TransientError(Exception):
 
 class FolderError(Exception):
     """A watched folder cannot be used safely; the message names the path and why."""
-
-
-class RetryError(Exception):
-    """``retry`` was asked for something that is not a failed file; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -179,13 +173,13 @@ class Intake:
         self.store = store
         self.folders = folders
         self.failed_dir = failed_dir
+        self.failed = FailedFolder(failed_dir, failed_access)
         self.processors = processors
         self.follow_up = follow_up
         self.settings = settings
         self.log = log or logging.getLogger("consentflow.intake")
         self.clock = clock
         self.opener = opener
-        self.failed_access = failed_access
         self.max_bytes = int(settings.max_file_mb * 1024 * 1024)
         self.worker = worker or worker_id()
         #: Polled while waiting for the database: a stopping engine leaves the file claimed.
@@ -207,7 +201,7 @@ class Intake:
         is absent); ``.processing/`` must be a real folder, not a link, on the drop
         folder's filesystem, and so must ``failed/``: files move there by rename.
         """
-        _make_usable(self.failed_dir, self.failed_access)
+        _make_usable(self.failed_dir, self.failed.access)
         for folder in self.folders.values():
             processing = folder / PROCESSING
             _make_usable(folder, PRIVATE)
@@ -344,7 +338,7 @@ class Intake:
         elif item.status == "failed":
             target = self.failed_dir / (item.outcome or safe_name(item.original_name))
             self.log.info("finishing %s: moving to %s", item.original_name, target)
-            self._set_aside(path, target)
+            self.failed.set_aside(path, target)
 
     def _orphan_is_abandoned(self, path: Path) -> bool:
         # A claim made by a process of this host that no longer runs, or older than a
@@ -564,21 +558,20 @@ class Intake:
         claim, recorded, processed and finished like a dropped file (an application or
         report, a duplicate, or ``failed/``). Returns the ledger row's id, whose row says
         how it ended. The name is only recorded, never used as a path."""
-        claim_name = f"{time.time_ns():x}.{os.getpid()}.{HOST_TAG}__{safe_name(original_name)}"
-        target = self.folders[folder_name] / PROCESSING / claim_name
+        target = self.folders[folder_name] / PROCESSING / claim_name(original_name)
         write_atomic(target, data)  # a hidden temporary, then the rename: never half-claimed
         self.stats.claimed += 1
         with self.store.tx() as tx:
             item_id = tx.claim_item(
                 folder=folder_name,
                 original_name=original_name,
-                claimed_name=claim_name,
+                claimed_name=target.name,
                 size=len(data),
                 owner=self.worker,
-                lease_until=self._lease_until(),
+                lease_until=self._leases.lease_until(),
                 source=source,
             )
-        self._process(Claimed(item_id, folder_name, target, original_name, len(data)))
+        self._process(Claim(item_id, folder_name, target, original_name, len(data)))
         return item_id
 
     # -- processing -----------------------------------------------------------------
@@ -731,30 +724,20 @@ class Intake:
         """Send a file to ``failed/``: error.json, then ledger commit, then the move."""
         if sha256 is None:
             sha256 = sha256_of(claim.path, opener=self.opener)
-
-        def ours(candidate: Path) -> bool:
-            # A report of this very item left by a run killed before its commit: the
-            # file takes the name that report gives, not the next free one.
-            return _report_names(candidate, claim.item_id, sha256)
-
-        target = unique_path(self.failed_dir, safe_name(claim.original_name), reusable=ours)
-        report_path = target.with_name(target.name + ".error.json")
-        report = {
-            "code": code,
-            "message": message,
-            "detail": detail,
-            "file": claim.original_name,
-            "folder": claim.folder,
-            "sha256": sha256,
-            "size": claim.size,
-            "item": claim.item_id,
-            "failed_at": datetime.now(UTC).isoformat(),
-            **(extra or {}),
-        }
-        write_atomic(
-            report_path,
-            json.dumps(report, indent=2, ensure_ascii=False).encode(),
-            self.failed_access,
+        target = self.failed.report(
+            claim.original_name,
+            {
+                "code": code,
+                "message": message,
+                "detail": detail,
+                "file": claim.original_name,
+                "folder": claim.folder,
+                "sha256": sha256,
+                "size": claim.size,
+                "item": claim.item_id,
+                "failed_at": datetime.now(UTC).isoformat(),
+                **(extra or {}),
+            },
         )
         while True:
             try:
@@ -762,7 +745,7 @@ class Intake:
                     item = tx.get_item(claim.item_id)
                     if item is None or item.status != "claimed":
                         # Another worker finished it after our lease lapsed; keep its outcome.
-                        report_path.unlink(missing_ok=True)
+                        self.failed.withdraw(target)
                         _remove(claim.path)
                         return
                     tx.finish_item(item, status="failed", outcome=target.name, sha256=sha256)
@@ -784,20 +767,9 @@ class Intake:
                     raise  # the report stays; the next start finishes this file
                 self.log.warning("database unavailable (%s); retrying in 2 s", _short(exc))
                 time.sleep(2)
-        self._set_aside(claim.path, target)
+        self.failed.set_aside(claim.path, target)
         self.stats.failed += 1
         self.log.warning("%s: failed (%s) -> %s", claim.original_name, code, target)
-
-    def _set_aside(self, path: Path, target: Path) -> None:
-        """Move a claimed entry (whatever it is: a link moves as itself) into ``failed/``."""
-        try:
-            os.replace(path, target)
-        except FileNotFoundError:
-            if not os.path.lexists(target):
-                raise
-            # Another worker's sweep saw the committed row and finished the move for us.
-        restrict(target, self.failed_access)
-        fsync_dir(self.failed_dir)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -879,64 +851,6 @@ def _make_usable(path: Path, access: Access, *, real: bool = False) -> None:
         )
 
 
-def failed_files(failed_dir: Path) -> list[str]:
-    """The names in ``failed/`` that `retry_failed` accepts: regular files, not reports."""
-    try:
-        entries = list(os.scandir(failed_dir))
-    except FileNotFoundError:
-        return []
-    return sorted(
-        entry.name
-        for entry in entries
-        if entry.is_file(follow_symlinks=False)
-        and not entry.name.endswith(".error.json")
-        and not entry.name.startswith(".")
-    )
-
-
-def retry_failed(failed_dir: Path, folders: dict[str, Path], names: Iterable[str]) -> list[str]:
-    """Move files from ``failed/`` back into the folder they came from; return the names moved.
-
-    Only regular files are moved, never a link or an ``.error.json`` report; every name is
-    checked before any file moves. Raises `RetryError` (or ``FileNotFoundError``) naming the
-    first name that cannot be retried.
-    """
-    sources = []
-    for name in names:
-        if name.endswith(".error.json"):
-            raise RetryError(
-                f"{name} is the report of a failed file, not a file to process: retry "
-                f"{name.removesuffix('.error.json')} instead"
-            )
-        source = failed_dir / safe_name(name)
-        try:
-            st = os.lstat(source)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no file {name!r} in {failed_dir}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise RetryError(
-                f"{name} in {failed_dir} is a {kind_of(st.st_mode)}, not a file: it cannot be "
-                "processed; remove it once you have looked at it"
-            )
-        sources.append(source)
-    moved = []
-    for source in sources:
-        report_path = source.with_name(source.name + ".error.json")
-        folder = "inbox"
-        try:
-            report = json.loads(report_path.read_bytes())
-            folder = str(report.get("folder", "inbox")) if isinstance(report, dict) else "inbox"
-        except (OSError, ValueError):
-            pass
-        destination = unique_path(folders.get(folder, folders["inbox"]), source.name)
-        # One rename on one filesystem: the watcher sees a complete file appear.
-        os.replace(source, destination)
-        report_path.unlink(missing_ok=True)
-        fsync_dir(destination.parent)
-        moved.append(destination.name)
-    return moved
-
-
 _TRANSIENT_ERRNOS = {
     errno.ENOSPC,
     errno.EDQUOT,
@@ -949,18 +863,6 @@ _TRANSIENT_ERRNOS = {
     errno.EMFILE,
     errno.ENFILE,
 }
-
-
-def _report_names(candidate: Path, item_id: int, sha256: str | None) -> bool:
-    """Whether ``candidate``'s error.json is the report of ledger item ``item_id`` (same bytes)."""
-    try:
-        report = json.loads(candidate.with_name(candidate.name + ".error.json").read_bytes())
-    except (OSError, ValueError):
-        return False
-    return isinstance(report, dict) and (report.get("item"), report.get("sha256")) == (
-        item_id,
-        sha256,
-    )
 
 
 def _remove(path: Path) -> None:
