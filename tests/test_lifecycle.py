@@ -27,6 +27,7 @@ from tests.eoi_files import filled_eoi
 from workflow.config import load_settings
 from workflow.intake import Claimed, Intake
 from workflow.store import Store
+from workflow.workers import GIVE_UP_AFTER_S, _Supervisor
 
 #: Rounds of the signal burst, per mode.
 ROUNDS = 30
@@ -313,3 +314,25 @@ def test_file_that_keeps_killing_its_worker_is_set_aside(tmp_path: Path) -> None
     assert (item.status, item.takeovers) == ("failed", 4)
     assert [e.data["code"] for e in store.events() if e.kind == "file_failed"] == ["interrupted"]
     store.close()
+
+
+def test_supervisor_gives_up_on_a_worker_that_keeps_dying_for_minutes() -> None:
+    """A worker that dies at once, again and again, is restarted with pauses of 1, 2, 4 …
+    30 s; once it has kept dying for five minutes the supervisor stops (exit 1)."""
+    now = [0.0]
+    supervisor = _Supervisor(
+        [sys.executable, "-c", "raise SystemExit(3)"], 1, once=False, clock=lambda: now[0]
+    )
+    starts = 1
+    while not supervisor.finished:
+        slot = supervisor.slots[0]
+        if slot.process is not None:
+            slot.process.wait()
+        supervisor.step()
+        if slot.restart_at is not None:
+            now[0] = slot.restart_at  # time passes: the pause is over
+            supervisor.step()
+            starts += 1
+    assert supervisor.status == 1
+    assert starts == 15  # after pauses of 1+2+4+8+16 s and nine of 30 s: 301 s of dying
+    assert now[0] >= GIVE_UP_AFTER_S
