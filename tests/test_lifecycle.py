@@ -13,6 +13,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -40,8 +41,16 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
         **os.environ,
         "CONSENTFLOW_DATABASE__URL": f"sqlite:///{home / 'cf.db'}",
         "CONSENTFLOW_INTAKE__STABILITY_MS": "200",
+        "CONSENTFLOW_WEB__LISTEN": f"127.0.0.1:{_free_port()}",  # where run's dashboard listens
         **extra,
     }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def _spawn(home: Path, log: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
@@ -87,8 +96,9 @@ def _kill_group(pgid: int) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["run", "run --workers 2"])
 def test_bursts_of_sigterm_never_wedge(tmp_path: Path, workers: int) -> None:
-    """Five SIGTERMs at once to the process group, 30 times: every process of the group is
-    gone within 5 s, whether the burst comes once it watches or while it starts."""
+    """Five SIGTERMs at once to the process group, 30 times: every process of the group (the
+    engine or the supervisor and its workers, and the dashboard's process) is gone within
+    5 s, whether the burst comes once it watches or while it starts."""
     home = tmp_path / "home"
     home.mkdir()
     args = ("--workers", str(workers)) if workers > 1 else ()
@@ -129,7 +139,7 @@ def test_worker_killed_again_soon_after_its_restart_is_restarted(tmp_path: Path)
     home = tmp_path / "home"
     (home / "inbox").mkdir(parents=True)
     log = tmp_path / "supervisor.log"
-    supervisor = _spawn(home, log, "--workers", "2")
+    supervisor = _spawn(home, log, "--workers", "2", "--no-web")
     try:
         _wait_for(partial(_watching, log, 2), 60, "two workers watching")
         for restarts in range(1, 4):
@@ -167,7 +177,7 @@ def test_worker_exit_78_stops_the_supervisor(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     (home / "inbox" / ".processing").symlink_to(tmp_path / "elsewhere")
     log = tmp_path / "supervisor.log"
-    supervisor = _spawn(home, log, "--workers", "2")
+    supervisor = _spawn(home, log, "--workers", "2", "--no-web")
     try:
         code = supervisor.wait(timeout=60)
     finally:

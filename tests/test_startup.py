@@ -114,7 +114,8 @@ def test_a_server_that_does_not_answer_is_waited_for_and_a_stop_still_stops(
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workflow", "--home", str(home), "run"],
+            # The engine's own wait; the dashboard's process opens the database by itself.
+            [sys.executable, "-m", "workflow", "--home", str(home), "run", "--no-web"],
             env={
                 **os.environ,
                 "CONSENTFLOW_DATABASE__URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",
