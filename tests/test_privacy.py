@@ -110,3 +110,27 @@ def test_demo_pki_keys_are_private(tmp_path: Path) -> None:
         "commission-signer.p12": 0o600,
         "office-seal.p12": 0o600,
     }
+
+
+def test_a_dashboard_upload_that_fails_is_readable_by_the_failed_group(tmp_path: Path) -> None:
+    """``[files] group_read = ["failed"]`` holds for a file uploaded in the dashboard too: its
+    report in failed/ is 0640 of that group, like a dropped file's."""
+    from workflow.config import load_settings
+    from workflow.web.app import create_app
+
+    group = grp.getgrnam("nogroup") if "nogroup" in {g.gr_name for g in grp.getgrall()} else None
+    if group is None:
+        pytest.skip("no group named nogroup on this system")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "consentflow.toml").write_text(
+        '[files]\ngroup = "nogroup"\ngroup_read = ["failed"]\n', encoding="utf-8"
+    )
+    settings = load_settings(home)
+    app = create_app(settings)
+    app.state.web.store.ensure_schema()
+    app.state.web.intake.prepare()
+    app.state.web.intake.submit("signed", "notes.pdf", b"not a PDF\n", source="web")
+    report = home / "failed" / "notes.pdf.error.json"
+    st = report.stat()
+    assert (oct(stat.S_IMODE(st.st_mode)), st.st_gid) == (oct(0o640), group.gr_gid)

@@ -106,16 +106,18 @@ def test_a_database_from_a_newer_consentflow(home: Path) -> None:
     _refused(consentflow(home, "db", "upgrade"), sentence)
 
 
+@pytest.mark.parametrize("web", [False, True], ids=["engine", "with-dashboard"])
 def test_a_server_that_does_not_answer_is_waited_for_and_a_stop_still_stops(
-    home: Path, tmp_path: Path
+    home: Path, tmp_path: Path, web: bool
 ) -> None:
     """A PostgreSQL address nobody listens on may be a server still starting: ``run`` waits
-    for it, saying so, and SIGTERM ends the wait at once."""
+    for it, saying so, and SIGTERM ends the wait at once. With the dashboard on (the
+    default), the wait comes before the dashboard starts, not a traceback."""
     log = tmp_path / "run.log"
+    options = [] if web else ["--no-web"]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            # The engine's own wait; the dashboard's process opens the database by itself.
-            [sys.executable, "-m", "workflow", "--home", str(home), "run", "--no-web"],
+            [sys.executable, "-m", "workflow", "--home", str(home), "run", *options],
             env={
                 **os.environ,
                 "CONSENTFLOW_DATABASE__URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",

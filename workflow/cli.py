@@ -28,7 +28,7 @@ from workflow.intake import FolderError
 from workflow.records import application_json, event_json, summary_json
 from workflow.signing import SignerError
 from workflow.states import DecisionError, State, TransitionError
-from workflow.store import Store, StoreError
+from workflow.store import Store, StoreError, wait_for_database
 from workflow.verification import TrustRootError
 
 app = typer.Typer(
@@ -143,9 +143,18 @@ def run(
     _quiet_libraries()
     with _errors():
         settings = _settings()
-        # The dashboard runs in the process the operator started (with --workers, the
-        # supervisor): one per `run`, beside the engine, never in each worker.
-        web = None if once or no_web or not settings.web.enabled else _start_web(settings)
+        stop = _SignalFlag()
+        if not once:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, stop.set)
+        web = None
+        if not (once or no_web or not settings.web.enabled):
+            # The dashboard runs in the process the operator started (with --workers, the
+            # supervisor): one per `run`, beside the engine, never in each worker. It needs
+            # the schema, so a database server still starting is waited for first.
+            if not wait_for_database(Store(settings.database_url), stop.is_set):
+                return
+            web = _start_web(settings)
         try:
             if workers > 1:
                 from workflow.workers import supervise  # noqa: PLC0415
@@ -154,10 +163,6 @@ def run(
             # Only here: the supervisor above imports no engine, so it starts and exits at once.
             from workflow.engine import Engine  # noqa: PLC0415 - keeps the other commands fast
 
-            stop = _SignalFlag()
-            if not once:
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(signum, stop.set)
             engine = Engine(settings)
             try:
                 if once:
@@ -172,10 +177,11 @@ def run(
 
 
 def _start_web(settings: Settings) -> Any:
-    """Start the dashboard (``consentflow web``) in a child process, once it listens."""
+    """Start the dashboard (``consentflow web``) in a child process, once it listens.
+
+    The caller has made or checked the schema, with this process's messages."""
     from workflow.web.process import WebProcess, WebStartError  # noqa: PLC0415 - light
 
-    _store(settings)  # create or check the schema here, with this process's messages
     server = WebProcess(settings.home, settings.web.host, settings.web.port)
     try:
         server.start()

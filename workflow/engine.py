@@ -19,15 +19,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy.exc import DBAPIError
-
 from workflow.applications import Applications, Sealer
 from workflow.archive import Access, make_dir, remove_stale_temp_files
 from workflow.config import Settings
 from workflow.intake import Claimed, FolderError, Intake, Processor
 from workflow.notices import Notice, NoticeBoard
 from workflow.signing import Signer, certify
-from workflow.store import Store
+from workflow.store import Store, wait_for_database
 from workflow.verification import SignaturePolicy, Verifier
 from workflow.watching import ObserverFactory, Ready, WatchConfig, Watcher, default_observer
 
@@ -114,24 +112,7 @@ class Engine:
     def _wait_for_database(self, stop: StopSignal | None) -> bool:
         """Wait while a database server cannot be reached; a database that cannot be used
         as configured raises `~workflow.store.StoreError` (the CLI exits 78)."""
-        delay = 1.0
-        while True:
-            try:
-                self.store.ensure_schema()
-                self.store.check_writable()
-                return True
-            except DBAPIError as exc:
-                log.warning(
-                    "database unavailable (%s); retrying in %.0f s",
-                    str(exc).splitlines()[0][:200],
-                    delay,
-                )
-            deadline = time.monotonic() + delay
-            while time.monotonic() < deadline:
-                if stop is not None and stop.is_set():
-                    return False
-                time.sleep(0.1)
-            delay = min(delay * 2, 30.0)
+        return wait_for_database(self.store, lambda: stop is not None and stop.is_set())
 
     def _follow_up(self) -> None:
         restored = self.applications.restore_outbox()

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -1274,6 +1276,33 @@ class Tx:
         owners = self._connection().execute(core_select(table.c.owner).distinct()).scalars()
         for owner in [owner for owner in owners if gone(owner)]:
             self._connection().execute(delete(table).where(table.c.owner == owner))
+
+
+def wait_for_database(store: Store, should_stop: Callable[[], bool]) -> bool:
+    """Wait while the database server cannot be reached, saying so, with backoff to 30 s.
+
+    Returns False when ``should_stop()`` turned true first. A database that cannot be used
+    as configured (a file that cannot be opened, a newer schema) raises `StoreError`: only
+    a server may come back by itself.
+    """
+    delay = 1.0
+    while True:
+        try:
+            store.ensure_schema()
+            store.check_writable()
+            return True
+        except DBAPIError as exc:
+            logging.getLogger("consentflow").warning(
+                "database unavailable (%s); retrying in %.0f s",
+                str(exc).splitlines()[0][:200],
+                delay,
+            )
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if should_stop():
+                return False
+            time.sleep(0.1)
+        delay = min(delay * 2, 30.0)
 
 
 def _make_engine(url: str) -> Engine:

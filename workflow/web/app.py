@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflow.applications import Applications
+from workflow.archive import Access
 from workflow.config import Settings
 from workflow.intake import Intake
 from workflow.states import DecisionError, TransitionError
@@ -323,6 +324,8 @@ def create_app(
         failed_dir=settings.failed,
         processors={"inbox": services.receive_eoi, "signed": services.receive_signed},
         settings=settings.intake,
+        # uploads that fail land in failed/ with the same access as the engine's
+        failed_access=Access(settings.files.gid_for("failed")),
     )
     context = Web(
         settings=settings,
