@@ -472,6 +472,12 @@ class Store:
                 session.rollback()
                 raise
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session (no write lock): for pages that only look."""
+        with Session(self._reader) as session:
+            yield session
+
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()

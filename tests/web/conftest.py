@@ -30,6 +30,7 @@ from workflow.config import Settings, load_settings
 from workflow.engine import Engine
 from workflow.store import Store
 from workflow.users import Role, Users
+from workflow.web.apply import Rate, RateLimit
 from workflow.web.auth import Throttle
 from workflow.web.server import WebServer
 
@@ -187,6 +188,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         users=users,
         throttle=Throttle(clock=clock),
         live_interval_s=0.05,
+        # Every test client is 127.0.0.1: far more room than one applicant gets
+        # (test_apply checks the real limits on an application of its own).
+        limiter=RateLimit({"apply": Rate(10_000, 0.001), "read": Rate(10_000, 0.001)}),
     )
     server.start()
     yield Site(home, settings, store, f"http://127.0.0.1:{port}", clock, engine, users)

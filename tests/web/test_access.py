@@ -56,6 +56,14 @@ def matrix(
         ("GET", "/login", "/login", {}, _expect(303, 303, 303, 303, 200)),
         ("GET", "/fonts/{name}", "/fonts/DejaVuSans.ttf", {}, _expect(200, 200, 200, 200, 200)),
         ("GET", "/setup/{token}", "/setup/not-a-token", {}, _expect(404, 404, 404, 404, 404)),
+        # The online EOI and the applicant's link (SPEC §10): anyone; a POST needs the
+        # page's CSRF token (signed out here: none, 403; signed in: an empty form, 422).
+        ("GET", "/apply", "/apply", {}, _expect(200, 200, 200, 200, 200)),
+        ("POST", "/apply", "/apply", {}, _expect(422, 422, 422, 422, 403)),
+        ("GET", "/apply/status/{token}", "/apply/status/not-a-token", {},
+         _expect(404, 404, 404, 404, 404)),
+        ("GET", "/apply/status/{token}/eoi.pdf", "/apply/status/not-a-token/eoi.pdf", {},
+         _expect(404, 404, 404, 404, 404)),
         ("GET", "/office", "/office", {}, _expect(200, 200, 200, 200)),
         ("GET", "/office/applications/{ref}", f"/office/applications/{issued}", {},
          _expect(200, 200, 200, 200)),

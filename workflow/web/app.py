@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jinja2
@@ -40,6 +40,9 @@ from workflow.users import Permission, UserError, Users
 from workflow.web.auth import Sessions, Throttle, Visitor, load_secret
 from workflow.web.live import LiveLog
 from workflow.web.texts import Texts, languages, pick_language
+
+if TYPE_CHECKING:
+    from workflow.web.apply import RateLimit
 
 #: Every response's security headers. The CSP allows the site's own files only: no
 #: inline script or style anywhere, so injected markup could not run even unescaped.
@@ -99,6 +102,7 @@ class Web:
     live: LiveLog
     templates: jinja2.Environment
     clock: Callable[[], datetime]
+    limiter: RateLimit
     _counts: tuple[int, dict[str, int]] = field(default_factory=lambda: (0, {}))
 
     def state_counts(self) -> dict[str, int]:
@@ -310,10 +314,11 @@ def create_app(
     throttle: Throttle | None = None,
     clock: Callable[[], datetime] | None = None,
     live_interval_s: float = 0.1,
+    limiter: RateLimit | None = None,
 ) -> FastAPI:
     """The dashboard over ``settings``' home and database (services may be injected)."""
     from workflow.engine import build_applications  # noqa: PLC0415 - pyHanko, only here
-    from workflow.web import api, pages, public  # noqa: PLC0415 - they import this module
+    from workflow.web import api, apply, pages, public  # noqa: PLC0415 - they import this module
 
     store = store or Store(settings.database_url)
     services = services or build_applications(store, settings)
@@ -342,6 +347,7 @@ def create_app(
         live=LiveLog(store, interval_s=live_interval_s),
         templates=_templates(),
         clock=clock,
+        limiter=limiter or apply.RateLimit(),
     )
     app = FastAPI(
         title="consentflow", docs_url=None, redoc_url=None, openapi_url=None,
@@ -358,6 +364,7 @@ def create_app(
         name="static",
     )
     app.include_router(public.router)
+    app.include_router(apply.router)
     app.include_router(pages.router)
     app.include_router(api.router)
     return app

@@ -51,13 +51,18 @@ async def _bounded(
         yield chunk
 
 
-async def read_form(request: Request, who: Visitor) -> dict[str, str]:
-    """An urlencoded form whose CSRF token is the visitor's own."""
+async def read_fields(request: Request) -> dict[str, str]:
+    """An urlencoded form, bounded, its CSRF token not yet checked (the caller does)."""
     body = b"".join([chunk async for chunk in _bounded(request, FORM_LIMIT)])
     try:
-        fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
         raise BadRequestError("the form is not UTF-8") from None
+
+
+async def read_form(request: Request, who: Visitor) -> dict[str, str]:
+    """An urlencoded form whose CSRF token is the visitor's own."""
+    fields = await read_fields(request)
     if not csrf_ok(who.csrf, fields.get(CSRF_FIELD)):
         raise CsrfError
     return fields

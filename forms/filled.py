@@ -1,0 +1,67 @@
+"""A filled EOI PDF made from values typed elsewhere (the online form, SPEC §10).
+
+The blank form of :mod:`forms.blank` in the applicant's language, with each value set
+on its field by pypdf, which also draws every appearance with the form's own Unicode
+field font: the file reads the same in any viewer and enters the intake like a form
+filled in a PDF reader (the reader then finds exactly these values).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from functools import cache
+from typing import cast
+
+from pypdf import PdfWriter
+from pypdf.generic import DictionaryObject
+
+from forms.blank import render_blank_eoi
+from forms.eoi import FIELDS_BY_NAME, Kind, Lang
+
+__all__ = ["render_filled_eoi"]
+
+
+@cache
+def _blank(lang: Lang) -> bytes:
+    return render_blank_eoi(lang)
+
+
+def _checkbox_on_states(writer: PdfWriter) -> dict[str, str]:
+    """Each checkbox's on-state name (``/Yes`` for ours), read from its appearances."""
+    found: dict[str, str] = {}
+    for page in writer.pages:
+        for ref in page.get("/Annots", []):
+            widget = cast(DictionaryObject, ref.get_object())
+            name = str(widget.get("/T", ""))
+            spec = FIELDS_BY_NAME.get(name)
+            if spec is None or spec.kind is not Kind.CHECKBOX:
+                continue
+            normal = cast(DictionaryObject, cast(DictionaryObject, widget["/AP"])["/N"])
+            found[name] = next(str(key) for key in normal if key != "/Off")
+    return found
+
+
+def render_filled_eoi(values: Mapping[str, str | bool], lang: Lang = Lang.EN) -> bytes:
+    """The blank EOI in ``lang`` with ``values`` filled in (text as given, ``bool`` ticks).
+
+    Names that are not fields of the form, and the hidden ``form_id`` / ``form_lang``
+    (the blank sets them), are ignored.
+    """
+    writer = PdfWriter(clone_from=io.BytesIO(_blank(lang)))
+    on_states = _checkbox_on_states(writer)
+    fields: dict[str, str] = {}
+    for name, value in values.items():
+        spec = FIELDS_BY_NAME.get(name)
+        if spec is None or spec.kind is Kind.HIDDEN:
+            continue
+        if spec.kind is Kind.CHECKBOX:
+            fields[name] = on_states[name] if value is True else "/Off"
+        elif isinstance(value, str) and value:
+            fields[name] = value
+    # auto_regenerate=False: pypdf draws every appearance (with the form's /DR font), so
+    # no viewer needs to regenerate anything.
+    writer.update_page_form_field_values(None, fields, auto_regenerate=False)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
