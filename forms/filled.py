@@ -14,10 +14,11 @@ from functools import cache
 from typing import cast
 
 from pypdf import PdfWriter
-from pypdf.generic import DictionaryObject
+from pypdf.generic import DictionaryObject, NameObject, TextStringObject
 
 from forms.blank import render_blank_eoi
 from forms.eoi import FIELDS_BY_NAME, Kind, Lang
+from forms.texts import text
 
 __all__ = ["render_filled_eoi"]
 
@@ -51,17 +52,29 @@ def render_filled_eoi(values: Mapping[str, str | bool], lang: Lang = Lang.EN) ->
     writer = PdfWriter(clone_from=io.BytesIO(_blank(lang)))
     on_states = _checkbox_on_states(writer)
     fields: dict[str, str] = {}
+    choices: dict[str, str] = {}
     for name, value in values.items():
         spec = FIELDS_BY_NAME.get(name)
         if spec is None or spec.kind is Kind.HIDDEN:
             continue
         if spec.kind is Kind.CHECKBOX:
             fields[name] = on_states[name] if value is True else "/Off"
+        elif spec.kind is Kind.CHOICE and value in spec.options:
+            # pypdf draws a combo box's value as it is; a person should see the option's
+            # label, as a PDF reader shows it. The export value is put back in /V below.
+            fields[name] = text(lang, "form", f"{name}_{value}")
+            choices[name] = str(value)
         elif isinstance(value, str) and value:
             fields[name] = value
     # auto_regenerate=False: pypdf draws every appearance (with the form's /DR font), so
     # no viewer needs to regenerate anything.
     writer.update_page_form_field_values(None, fields, auto_regenerate=False)
+    for page in writer.pages:
+        for ref in page.get("/Annots", []):
+            widget = cast(DictionaryObject, ref.get_object())
+            export = choices.get(str(widget.get("/T", "")))
+            if export is not None:
+                widget[NameObject("/V")] = TextStringObject(export)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

@@ -61,8 +61,8 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
                          ("contact_email", "contact_phone"))),
     ("section_representative", (("representative_name", "representative_position"),)),
     ("section_services", (("services",), ("languages",))),
-    ("section_commitments", tuple((name,) for name in COMMITMENTS)),
-    ("section_commitments_more", (("accept_suspension",), ("consent_privacy",))),
+    ("section_commitments", (*((name,) for name in COMMITMENTS),
+                             ("accept_suspension",), ("consent_privacy",))),
     ("section_signature", (("date", "place"),)),
 )  # fmt: skip
 
@@ -292,6 +292,12 @@ def _rejection(context: Web, reference: str) -> str | None:
     return None
 
 
+def _day(app: Application, lang: str) -> str:
+    """The day of the last change, as the applicant writes dates."""
+    day = app.updated_at.date()
+    return f"{day.day}.{day.month}.{day.year}" if lang == "fi" else day.isoformat()
+
+
 def _base(request: Request, context: Web) -> str:
     """Where links point: ``[web] public_url``, else the address this request came to."""
     return context.settings.web.public_url or str(request.base_url).rstrip("/")
@@ -317,6 +323,7 @@ def status_page(
             "sent": bool(sent),
             "token": token,
             "reason": reason,
+            "since": _day(app, request.state.lang),
             "status_url": _base(request, context) + f"/apply/status/{token}",
         },
     )
