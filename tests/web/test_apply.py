@@ -232,6 +232,8 @@ def test_public_routes_are_rate_limited_per_client(site: Site) -> None:
         token = csrf_of(one.get("/apply").text)
         codes = [one.post("/apply", data={"csrf_token": token}).status_code for _ in range(3)]
         assert codes == [422, 422, 429]
+        refusal = one.post("/apply", data={"csrf_token": token})
+        assert int(refusal.headers["retry-after"]) > 0 and 'href="/apply' in refusal.text
         reads = [one.get("/apply/status/nothing").status_code for _ in range(4)]
         assert reads == [404, 404, 404, 429]
         refused = one.post("/apply", data=form_data(valid_values(org_name="Flood"), token))

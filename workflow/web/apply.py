@@ -36,7 +36,7 @@ from forms.validation import Problem, validate
 from workflow import status_links
 from workflow.states import State
 from workflow.store import Application
-from workflow.web.app import BadRequestError, NotFoundError, Web, require, web
+from workflow.web.app import NotFoundError, Web, require, web
 from workflow.web.auth import CSRF_FIELD, Visitor, csrf_ok
 from workflow.web.forms import read_fields
 from workflow.web.texts import Texts, languages
@@ -124,21 +124,22 @@ class RateLimit:
         return wait
 
 
-class RateLimitedError(BadRequestError):
-    """Too many requests from one client."""
-
-    def __init__(self, message: str, wait_s: float) -> None:
-        super().__init__(message, 429, "rate_limited")
-        self.wait_s = wait_s
-
-
-def _limit(request: Request, context: Web, kind: str) -> None:
+def _limited(request: Request, context: Web, kind: str) -> Response | None:
+    """The 429 page when this client has spent its budget of ``kind``, else ``None``."""
     client = request.client.host if request.client else "?"
     wait = context.limiter.take(kind, client)
-    if wait > 0:
-        seconds = int(wait) + 1
-        raise RateLimitedError(Texts(request.state.lang)("apply_rate_limited", seconds=seconds),
-                               seconds)  # fmt: skip
+    if wait <= 0:
+        return None
+    seconds = int(wait) + 1
+    message = Texts(request.state.lang)("apply_rate_limited", seconds=seconds)
+    response = context.render(
+        request,
+        "error.html",
+        {"status": 429, "code": "rate_limited", "message": message},
+        status=429,
+    )
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 # -- the form --------------------------------------------------------------------------------
@@ -232,14 +233,16 @@ def _render_form(
 @router.get("/apply", response_class=HTMLResponse)
 def apply_form(request: Request, context: Ctx, who: Anyone) -> Response:
     """The online EOI, empty but for today's date."""
-    _limit(request, context, "read")
+    if (limited := _limited(request, context, "read")) is not None:
+        return limited
     return _render_form(request, context, {"date": context.clock().date().isoformat()})
 
 
 @router.post("/apply", response_class=HTMLResponse)
 async def apply(request: Request, context: Ctx, who: Anyone) -> Response:
     """Check the answers; send the form back with its problems, or take it in."""
-    _limit(request, context, "apply")
+    if (limited := _limited(request, context, "apply")) is not None:
+        return limited
     fields = await read_fields(request)
     values = _typed(fields)
     texts = Texts(request.state.lang)
@@ -308,7 +311,8 @@ def status_page(
     request: Request, token: str, context: Ctx, who: Anyone, sent: str = ""
 ) -> Response:
     """The application's state and next step, in the applicant's language; changes nothing."""
-    _limit(request, context, "read")
+    if (limited := _limited(request, context, "read")) is not None:
+        return limited
     app = _application(context, token)
     if app is None:
         return context.render(request, "apply_status.html", {"app": None}, status=404)
@@ -332,7 +336,8 @@ def status_page(
 @router.get("/apply/status/{token}/eoi.pdf")
 def status_eoi(request: Request, token: str, context: Ctx, who: Anyone) -> Response:
     """The applicant's own filled EOI, as received."""
-    _limit(request, context, "read")
+    if (limited := _limited(request, context, "read")) is not None:
+        return limited
     app = _application(context, token)
     if app is None:
         raise NotFoundError
