@@ -145,6 +145,15 @@ def _group_id(name: str) -> int:
         raise ValueError(f"there is no group named {name!r} on this system") from None
 
 
+class ApplySettings(_Section):
+    """``[apply]``: the online EOI (``/apply``): how often one client address may send it."""
+
+    burst: int = Field(10, ge=1, le=100_000, description="forms one address may send at once")
+    every_s: float = Field(
+        60, gt=0, le=86_400, description="after the burst, one more form per this many seconds"
+    )
+
+
 class ReviewSettings(_Section):
     """``[review]``: the office's eligibility decision."""
 
@@ -284,6 +293,7 @@ class Settings(BaseSettings):
     seal: SealSettings = SealSettings()
     reminders: RemindersSettings = RemindersSettings()
     web: WebSettings = WebSettings()
+    apply: ApplySettings = ApplySettings()
     files: FilesSettings = FilesSettings()
 
     _toml_file: ClassVar[Path | None] = None

@@ -347,7 +347,8 @@ def create_app(
         live=LiveLog(store, interval_s=live_interval_s),
         templates=_templates(),
         clock=clock,
-        limiter=limiter or apply.RateLimit(),
+        limiter=limiter
+        or apply.RateLimit({"apply": apply.Rate(settings.apply.burst, settings.apply.every_s)}),
     )
     app = FastAPI(
         title="consentflow", docs_url=None, redoc_url=None, openapi_url=None,
