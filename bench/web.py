@@ -41,6 +41,7 @@ from typing import Any
 
 import httpx
 
+from bench import apply as apply_bench
 from bench.corpus import Corpus
 from bench.engine import Home, cpu_seconds
 from bench.report import Row, render_table, status
@@ -357,12 +358,13 @@ def intake_beside(
 
 
 def measure(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, quick: bool) -> None:
-    """Every web row, in this order: pages, live log, intake beside the dashboard."""
+    """Every web row, in this order: pages, live log, intake beside the dashboard, /apply."""
     pages(add, Home(work / "web-pages", pki=pki),
           applications=300 if quick else 10_000, requests=100 if quick else 2000)  # fmt: skip
     live_log(add, Home(work / "web-live", pki=pki), events=10 if quick else 100)
     rounds, batch = (1, 20) if quick else (3, 100)
     intake_beside(add, corpus, work, pki, batch=batch, rounds=rounds)
+    apply_bench.measure(add, work, pki, quick=quick)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from reportlab.pdfgen.canvas import Canvas
 from forms.eoi import COMMITMENTS, FIELDS_BY_NAME, FORM_ID, FORM_VERSION, Kind, Lang
 from forms.texts import text
 
-__all__ = ["FIELD_FONT", "render_blank_eoi"]
+__all__ = ["FIELD_FONT", "field_font_cmap", "render_blank_eoi"]
 
 #: Resource name of the Unicode font in ``/AcroForm /DR``; every text field's ``/DA`` uses it.
 FIELD_FONT = "/DejaVuSans"
@@ -336,6 +336,27 @@ def _font_data() -> _FontData:
         cap_height=round(face.capHeight),
         stem_v=int(face.stemV),
     )
+
+
+@cache
+def _char_to_glyph() -> dict[int, int]:
+    return dict(TTFontFile(_font_path(_PAGE_FONT)).charToGlyph)
+
+
+def field_font_cmap(chars: str) -> bytes:
+    """A ToUnicode CMap of :data:`FIELD_FONT` for ``chars`` only (those it has a glyph for).
+
+    The form's own CMap covers every glyph, some 6,000 entries, and pypdf parses it again
+    for each field it draws: a filler that knows its text swaps this small one in while
+    drawing (:mod:`forms.filled`), with the same glyphs for the same characters.
+    """
+    to_glyph = _char_to_glyph()
+    glyph_to_code: dict[int, int] = {}
+    for code in sorted({ord(char) for char in chars}):
+        glyph = to_glyph.get(code)
+        if glyph is not None:
+            glyph_to_code.setdefault(glyph, code)
+    return _to_unicode_cmap(glyph_to_code)
 
 
 def _to_unicode_cmap(glyph_to_code: dict[int, int]) -> bytes:
