@@ -18,7 +18,7 @@ from forms.eoi import FIELDS, Kind, Lang
 from forms.reading import read_eoi
 from forms.texts import catalog
 from forms.validation import validate
-from tests.eoi_files import valid_values
+from tests.eoi_files import invalid_eoi, valid_values
 from tests.web.conftest import Site, csrf_of, off_thread
 from workflow import status_links
 from workflow.web.app import create_app
@@ -253,3 +253,37 @@ def test_a_resent_form_is_the_same_application(site: Site, applicant: httpx.Clie
     assert len(_applications_named(site, "Twice Network")) == 1
     page = applicant.get(second.headers["location"])
     assert _applications_named(site, "Twice Network")[0] in page.text
+
+
+def _link_for(site: Site, reference: str) -> str:
+    app = site.store.application(reference)
+    assert app is not None and app.id is not None
+    with site.store.tx() as tx:
+        return "/apply/status/" + status_links.issue(tx.session, app.id)
+
+
+def test_the_status_page_of_an_invalid_and_of_an_ineligible_application(
+    site: Site, applicant: httpx.Client
+) -> None:
+    """A status link to a dropped form with problems lists them (with the way back to the
+    form); one to a rejected application gives the office's reason."""
+    site.drop("status-invalid.pdf", invalid_eoi(org_name="Status Invalid Network"))
+    invalid = site.application_of("Status Invalid Network")
+    page = applicant.get(_link_for(site, invalid))
+    assert page.status_code == 200 and 'data-state="invalid"' in page.text
+    app = site.store.application(invalid)
+    assert app is not None and app.problems
+    for problem in app.problems:
+        assert str(escape(problem["message"])) in page.text
+    assert 'href="/apply?lang=en"' in page.text
+
+    answer = submit(applicant, valid_values(org_name="Status Rejected Network"))
+    assert answer.status_code == 303
+    [rejected] = _applications_named(site, "Status Rejected Network")
+    code, out = site.cli(
+        "reject", rejected, "--reason", "Not a network <of cities>", "--by", "office"
+    )
+    assert code == 0, out
+    page = applicant.get(answer.headers["location"])
+    assert 'data-state="ineligible"' in page.text
+    assert "Not a network &lt;of cities&gt;" in page.text
