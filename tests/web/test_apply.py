@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, date, datetime
 
@@ -253,6 +254,16 @@ def test_a_resent_form_is_the_same_application(site: Site, applicant: httpx.Clie
     assert len(_applications_named(site, "Twice Network")) == 1
     page = applicant.get(second.headers["location"])
     assert _applications_named(site, "Twice Network")[0] in page.text
+    # A double click: the same form twice at the same moment.
+    values = valid_values(org_name="Double Click Network")
+    token = csrf_of(applicant.get("/apply").text)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: applicant.post("/apply", data=form_data(values, token)),
+                                range(2)))  # fmt: skip
+    assert [answer.status_code for answer in answers] == [303, 303]
+    [reference] = _applications_named(site, "Double Click Network")
+    statuses = sorted(i.status for i in site.store.items() if i.outcome == reference)
+    assert statuses == ["done", "duplicate"]
 
 
 def _link_for(site: Site, reference: str) -> str:

@@ -17,6 +17,7 @@ carries a CSRF token (a pre-session, as on the sign-in page).
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -42,6 +43,7 @@ from workflow.web.forms import read_fields
 from workflow.web.texts import Texts, languages
 
 router = APIRouter()
+log = logging.getLogger("consentflow.web")
 
 Ctx = Annotated[Web, Depends(web)]
 Anyone = Annotated[Visitor, Depends(require(None))]
@@ -255,21 +257,46 @@ async def apply(request: Request, context: Ctx, who: Anyone) -> Response:
     checked = validate(values, lang=lang, today=context.clock().date())
     if checked.problems:
         return _render_form(request, context, values, checked.problems, status=422)
-    token = await run_in_threadpool(_take_in, context, values, lang)
+    return await _send(request, context, values, lang)
+
+
+async def _send(
+    request: Request, context: Web, values: Mapping[str, str | bool], lang: Lang
+) -> Response:
+    """Take a checked form in; the applicant goes on to their status link."""
+    texts = Texts(request.state.lang)
+    try:
+        token = await run_in_threadpool(_take_in, context, values, lang)
+    except NotTakenError as exc:
+        log.error("an online form was set aside by the intake as %s", exc)
+        return _render_form(request, context, values, notice=texts("apply_failed"), status=500)
     if token is None:
         return _render_form(request, context, values, notice=texts("apply_postponed"), status=503)
     return RedirectResponse(f"/apply/status/{token}?lang={lang.value}&sent=1", status_code=303)
 
 
+#: One form through the intake at a time per process: a double click sends the same bytes
+#: twice, and two claims of one file racing to record it would leave the loser to a retry
+#: (which only the engine's loop runs). One after the other, the second is a duplicate.
+_TAKING_IN = threading.Lock()
+
+
+class NotTakenError(Exception):
+    """The intake set the form aside (``failed/``); the office has its report."""
+
+
 def _take_in(context: Web, values: Mapping[str, str | bool], lang: Lang) -> str | None:
     """Make the filled EOI, put it through the intake, and give out a status link for the
     application it became (or the one these exact bytes already were); ``None`` when the
-    intake postponed it (a passing error: the engine finishes it later)."""
+    intake postponed it (a passing error)."""
     data = render_filled_eoi(values, lang)
     stamp = context.clock().strftime("%Y%m%d-%H%M%S")
     name = f"web-{stamp}-{secrets.token_hex(3)}.pdf"
-    item_id = context.intake.submit("inbox", name, data, source="web")
+    with _TAKING_IN:
+        item_id = context.intake.submit("inbox", name, data, source="web")
     item = context.store.item(item_id)
+    if item is not None and item.status == "failed":
+        raise NotTakenError(item.outcome or name)
     if item is None or item.status not in {"done", "duplicate"} or not item.outcome:
         return None
     with context.store.tx() as tx:
