@@ -108,6 +108,13 @@ def test_apply_with_mistakes_then_follow_the_status_link(  # noqa: PLR0917 - fix
     expect(page.locator("#f-date")).to_have_value(date.today().isoformat())
     no_serious_axe_violations(page)
     page.screenshot(path=str(screenshots / f"apply-{lang}-empty.png"), full_page=True)
+    wide = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.screenshot(path=str(screenshots / f"apply-{lang}-phone.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll
+    if wide is not None:
+        page.set_viewport_size(wide)
+    expect(page.locator("a.brand")).to_have_attribute("href", f"/apply?lang={lang}")
 
     fill(page, {**values, **MISTAKES})
     page.locator("form.eoi button[type=submit]").click()
