@@ -127,7 +127,7 @@ def test_a_valid_form_enters_the_same_intake_as_a_dropped_file(
     assert events[0].kind == "received" and events[0].data["file"] == item.original_name
     assert [e.to_state for e in events][:2] == ["received", "awaiting_review"]
     page = applicant.get(location)
-    assert page.status_code == 200
+    assert page.status_code == 200 and page.headers["x-robots-tag"] == "noindex, nofollow"
     assert reference in page.text and 'data-state="awaiting_review"' in page.text
     pdf = applicant.get(f"/apply/status/{token.group(1)}/eoi.pdf")
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"

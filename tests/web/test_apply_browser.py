@@ -128,6 +128,7 @@ def test_apply_with_mistakes_then_follow_the_status_link(  # noqa: PLR0917 - fix
         expect(page.locator(f"#e-{problem.field}")).to_have_text(problem.message)
         expect(page.locator(f"#f-{problem.field}")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#problems li")).to_have_count(len(MISTAKES))
+    expect(page.locator("#problems")).to_be_focused()  # the list is where reading starts
     # Everything typed is still there, in every script, line breaks included.
     expect(page.locator("#f-org_name")).to_have_value(org_name)
     expect(page.locator("#f-contact_email")).to_have_value("office(at)example.eu")

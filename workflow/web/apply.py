@@ -342,7 +342,17 @@ def status_page(
         return limited
     app = _application(context, token)
     if app is None:
-        return context.render(request, "apply_status.html", {"app": None}, status=404)
+        response = context.render(request, "apply_status.html", {"app": None}, status=404)
+    else:
+        response = _status(request, context, app, token, sent=bool(sent))
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"  # a private page, however found
+    return response
+
+
+def _status(
+    request: Request, context: Web, app: Application, token: str, *, sent: bool
+) -> HTMLResponse:
+    """The status page of ``app``, in its applicant's language unless ``?lang=`` asks."""
     if request.query_params.get("lang") not in languages():
         request.state.lang = app.lang if app.lang in languages() else request.state.lang
     reason = _rejection(context, app.reference or "") if app.state == State.INELIGIBLE else None
@@ -351,7 +361,7 @@ def status_page(
         "apply_status.html",
         {
             "app": app,
-            "sent": bool(sent),
+            "sent": sent,
             "token": token,
             "reason": reason,
             "since": _day(app, request.state.lang),

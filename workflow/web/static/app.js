@@ -114,4 +114,7 @@ document.addEventListener("DOMContentLoaded", () => {
   addLocalTime(document);
   const table = document.getElementById("log-table");
   if (table) followLog(table);
+  // The online form sent back with problems: start at their list (each links to its field).
+  const problems = document.getElementById("problems");
+  if (problems) problems.focus();
 });
