@@ -298,3 +298,20 @@ def test_the_status_page_of_an_invalid_and_of_an_ineligible_application(
     page = applicant.get(answer.headers["location"])
     assert 'data-state="ineligible"' in page.text
     assert "Not a network &lt;of cities&gt;" in page.text
+
+
+def test_long_text_is_kept_whole(site: Site, applicant: httpx.Client) -> None:
+    """A long description of services reaches the application whole, line breaks and all."""
+    services = "\n".join(f"Palvelu {n}: koulutusta ja neuvontaa jäsenille." for n in range(150))
+    answer = submit(applicant, valid_values(org_name="Long Text Network", services=services))
+    assert answer.status_code == 303, answer.text[:500]
+    [reference] = _applications_named(site, "Long Text Network")
+    app = site.store.application(reference)
+    assert app is not None and app.fields["services"] == services
+
+    # Past the form's bound the body is not read at all, and the applicant is told why.
+    token = csrf_of(applicant.get("/apply").text)
+    data = form_data(valid_values(org_name="Too Long Network", services="x" * 70_000), token)
+    answer = applicant.post("/apply", data=data)
+    assert answer.status_code == 413 and "too long" in answer.text
+    assert _applications_named(site, "Too Long Network") == []

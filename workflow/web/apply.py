@@ -39,7 +39,7 @@ from workflow.states import State
 from workflow.store import Application
 from workflow.web.app import NotFoundError, Web, require, web
 from workflow.web.auth import CSRF_FIELD, Visitor, csrf_ok
-from workflow.web.forms import read_fields
+from workflow.web.forms import FORM_LIMIT, TooLargeError, read_fields
 from workflow.web.texts import Texts, languages
 
 router = APIRouter()
@@ -194,7 +194,7 @@ def _form(lang: Lang, values: Mapping[str, str | bool], problems: Mapping[str, P
 
 
 def _typed(fields: Mapping[str, str]) -> dict[str, str | bool]:
-    """The form's values as posted: text as typed (bounded), ticks as ``bool``."""
+    """The form's values as posted: text as typed, ticks as ``bool``."""
     values: dict[str, str | bool] = {}
     for spec in FIELDS:
         if spec.kind is Kind.HIDDEN:
@@ -202,9 +202,9 @@ def _typed(fields: Mapping[str, str]) -> dict[str, str | bool]:
         if spec.kind is Kind.CHECKBOX:
             values[spec.name] = fields.get(spec.name) == "yes"
         else:
-            raw = fields.get(spec.name, "")
-            # Far beyond any rule (org_name's 200): the check still says "too long".
-            values[spec.name] = raw[:5000].replace("\r\n", "\n")
+            # Never cut: what is typed is what is checked and filled in (the body as a
+            # whole is bounded by read_fields). Browsers send line breaks as CRLF.
+            values[spec.name] = fields.get(spec.name, "").replace("\r\n", "\n")
     return values
 
 
@@ -245,9 +245,13 @@ async def apply(request: Request, context: Ctx, who: Anyone) -> Response:
     """Check the answers; send the form back with its problems, or take it in."""
     if (limited := _limited(request, context, "apply")) is not None:
         return limited
-    fields = await read_fields(request)
-    values = _typed(fields)
     texts = Texts(request.state.lang)
+    try:
+        fields = await read_fields(request)
+    except TooLargeError:
+        notice = texts("apply_too_long", kb=FORM_LIMIT // 1024)
+        return _render_form(request, context, {}, notice=notice, status=413)
+    values = _typed(fields)
     if not csrf_ok(who.csrf, fields.get(CSRF_FIELD)):
         # Nothing is taken in; the applicant's typing is not lost to an expired page.
         return _render_form(request, context, values, notice=texts("apply_expired"), status=403)
