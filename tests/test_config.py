@@ -58,7 +58,6 @@ def test_relative_sqlite_path_is_in_the_home_folder(tmp_path: Path) -> None:
         ('[signature]\nsigner_subject = "("\n', "[signature] signer_subject"),
         ('[signature]\nrevocation = "maybe"\n', "[signature] revocation"),
         ("[intake]\nmax_file_mb = 0\n", "[intake] max_file_mb"),
-        ("[intake]\nstabilty_ms = 10\n", "[intake] stabilty_ms"),
         # finite and bounded: these passed "> 0" and overflowed later, mid-work
         ("[intake]\nmax_file_mb = 1e308\n", "[intake] max_file_mb"),
         ("[intake]\nlease_s = inf\n", "[intake] lease_s"),

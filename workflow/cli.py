@@ -10,26 +10,21 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from forms.eoi import FORM_NAME, FORM_VERSION, Lang
-from forms.errors import UnusableDocument
-from workflow.config import ConfigError, Settings, load_settings
-from workflow.intake import FolderError
-from workflow.records import application_json, event_json, summary_json
-from workflow.signing import SignerError
-from workflow.states import DecisionError, State, TransitionError
-from workflow.store import Store, StoreError, wait_for_database
-from workflow.verification import TrustRootError
+from forms.eoi import Lang
+from workflow.states import State
+
+if TYPE_CHECKING:  # imported where used: `--help` and `status` must start at once
+    from workflow.config import Settings
+    from workflow.store import Store
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -68,7 +63,12 @@ def _root(
 
 
 def _settings() -> Settings:
-    return load_settings(_state.get("home", Path(".")))
+    from workflow.config import load_settings  # noqa: PLC0415
+    from workflow.readonly import home_folder  # noqa: PLC0415
+
+    home = _state.get("home", Path("."))
+    home_folder(home)  # a missing --home is named, never created
+    return load_settings(home)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -76,21 +76,74 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+#: Domain errors and their exit codes, by module and class name: a module that was not
+#: imported cannot have raised its error, so `_errors` imports nothing to recognise them.
+_EXIT_CODES = (
+    ("workflow.readonly", "NotAHomeError", 78),
+    ("workflow.config", "ConfigError", 78),
+    ("workflow.store", "StoreError", 78),
+    ("workflow.intake", "FolderError", 78),
+    ("workflow.states", "TransitionError", 1),
+    ("workflow.states", "DecisionError", 1),
+    ("workflow.signing", "SignerError", 78),
+    ("workflow.verification", "TrustRootError", 78),
+)
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """Translate domain errors to one-line messages and exit codes."""
     try:
         yield
-    except ConfigError as exc:
-        _fail(str(exc), 78)
-    except (StoreError, FolderError) as exc:
-        _fail(str(exc), 78)
-    except (TransitionError, DecisionError) as exc:
-        _fail(str(exc), 1)
-    except LookupError as exc:
-        _fail(str(exc).strip("'\""), 1)
-    except (SignerError, TrustRootError) as exc:
-        _fail(str(exc), 78)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        for module, name, code in _EXIT_CODES:
+            error = getattr(sys.modules.get(module), name, None)
+            if isinstance(error, type) and isinstance(exc, error):
+                _fail(str(exc), code)
+        if isinstance(exc, LookupError):
+            _fail(str(exc).strip("'\""), 1)
+        raise
+
+
+def _reader(settings: Settings) -> Any:
+    """The database read-only (never created or migrated; see :mod:`workflow.readonly`)."""
+    from workflow.readonly import open_reader  # noqa: PLC0415
+
+    return open_reader(settings.database_url, settings.home)
+
+
+def _read_store(settings: Settings) -> Store:
+    """The full store, opened read-only after the same checks as `_reader`."""
+    from workflow.readonly import SqliteReader  # noqa: PLC0415
+
+    reader = _reader(settings)
+    store: Store = reader.store() if isinstance(reader, SqliteReader) else reader
+    return store
+
+
+def _writable_store(settings: Settings) -> Store:
+    """The store of an existing home's database, for commands that change applications."""
+    from workflow.readonly import SqliteReader  # noqa: PLC0415
+
+    reader = _reader(settings)  # the same "not a consentflow home" answer as status
+    if isinstance(reader, SqliteReader):
+        reader.close()
+    return _store(settings)
+
+
+def _refuse_overwrite(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        _fail(f"{path} already exists: choose another name, or pass --force to replace it", 1)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write an output file, or exit 1 with a sentence (a missing or unwritable folder)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc.strerror}", 1)
 
 
 def _quiet_libraries() -> None:
@@ -110,6 +163,8 @@ def _quiet_libraries() -> None:
 
 
 def _store(settings: Settings) -> Store:
+    from workflow.store import Store  # noqa: PLC0415
+
     store = Store(settings.database_url)
     store.ensure_schema()
     return store
@@ -134,6 +189,8 @@ def run(
     ] = False,
 ) -> None:
     """Watch inbox/ and signed/ and process every file that arrives; serve the dashboard."""
+    import signal  # noqa: PLC0415
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -152,6 +209,8 @@ def run(
             # The dashboard runs in the process the operator started (with --workers, the
             # supervisor): one per `run`, beside the engine, never in each worker. It needs
             # the schema, so a database server still starting is waited for first.
+            from workflow.store import Store, wait_for_database  # noqa: PLC0415
+
             if not wait_for_database(Store(settings.database_url), stop.is_set):
                 return
             web = _start_web(settings)
@@ -230,26 +289,54 @@ class _SignalFlag:
 # -- the office's view ---------------------------------------------------------------------
 
 
+def _state_option(value: str | None) -> str | None:
+    """``--state``'s check, in Click's callback so that the message names the option."""
+    if value is None:
+        return None
+    try:
+        return State(value.strip().lower()).value
+    except ValueError:
+        states = ", ".join(state.value for state in State)
+        raise typer.BadParameter(f"{value!r} is not a state; the states are {states}") from None
+
+
 @app.command()
 def status(
-    state: Annotated[State | None, typer.Option("--state", help="Only this state.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            metavar="STATE",
+            callback=_state_option,
+            help="Only this state (received, …, suspended).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List applications, one line each."""
-    from workflow.notices import shown  # noqa: PLC0415
-
+    wanted = State(state) if state else None
+    folders: dict[str, Path] = {}
     with _errors():
         settings = _settings()
-        store = _store(settings)
-        rows = [summary_json(row) for row in store.applications(state)]
-        notices = shown(store, {"inbox": settings.inbox, "signed": settings.signed})
+        store = _reader(settings)
+        folders = {"inbox": settings.inbox, "signed": settings.signed}
+        if hasattr(store, "summaries"):
+            rows = store.summaries(wanted)
+            notices = store.notices(folders)
+        else:  # a server database: the Store's own reads
+            from workflow.notices import shown  # noqa: PLC0415
+            from workflow.records import summary_json  # noqa: PLC0415
+
+            rows = [summary_json(row) for row in store.applications(wanted)]
+            notices = shown(store, folders)
     if as_json:
         _print_json(rows)
         return
     for row in rows:
+        name = row["org_name"] or "(no organisation name)"
         typer.echo(
-            f"{row['reference']}  {row['state']:<16} {row['country']:<2}  "
-            f"{row['org_name']}  (updated {row['updated_at'][:19]}Z)"
+            f"{row['reference']}  {row['state']:<16} {row['country'] or '--':<2}  "
+            f"{name}  (updated {row['updated_at'][:19]}Z)"
         )
     if not rows:
         typer.echo("no applications")
@@ -264,18 +351,21 @@ def status(
 @app.command()
 def show(reference: str, as_json: JsonOpt = False) -> None:
     """One application: fields, state, findings, documents, events, signature reports."""
+    from workflow.records import application_json  # noqa: PLC0415
+
     with _errors():
-        store = _store(_settings())
+        store = _reader(_settings())
+        reference = _reference(reference)
         row = store.application(reference)
         if row is None or row.id is None:
-            _fail(f"no application {reference}", 1)
+            _unknown_reference(reference)
         detail = application_json(store, row)
     if as_json:
         _print_json(detail)
         return
-    typer.echo(
-        f"{detail['reference']}  {detail['state']}  {detail['org_name']} ({detail['country']})"
-    )
+    country = f" ({detail['country']})" if detail["country"] else ""
+    name = detail["org_name"] or "(no organisation name)"
+    typer.echo(f"{detail['reference']}  {detail['state']}  {name}{country}")
     typer.echo(f"received {detail['received_at']}, updated {detail['updated_at']}")
     for name, value in detail["fields"].items():
         typer.echo(f"  {name}: {value}")
@@ -294,11 +384,33 @@ def show(reference: str, as_json: JsonOpt = False) -> None:
         typer.echo("  " + _event_line(event))
 
 
+def _reference(reference: str) -> str:
+    """References are printed upper-case; any case is accepted."""
+    return reference.strip().upper()
+
+
+def _unknown_reference(reference: str) -> NoReturn:
+    _fail(f"no application {reference}; `consentflow status` lists the references", 1)
+
+
 def _event_line(event: dict[str, Any]) -> str:
-    move = f" {event['from_state'] or ''}→{event['to_state']}" if event["to_state"] else ""
+    kind = event["kind"]
+    if not event["to_state"]:
+        move = ""
+    elif event["from_state"]:
+        move = f" {event['from_state']}→{event['to_state']}"
+    elif event["to_state"] != kind:
+        move = f" →{event['to_state']}"
+    else:
+        move = ""  # "received": the first state says itself
     ref = event["reference"] or "-"
+    data = event.get("data")
+    name = data.get("file") if isinstance(data, dict) else None
+    if event["reference"] is None and name and str(name) not in event["reason"]:
+        folder = data.get("folder") if isinstance(data, dict) else None
+        kind = f"{kind} {folder}/{name}" if folder else f"{kind} {name}"
     head = f"{event['at'][:19]}Z {ref:<15} {event['actor']:<10}"
-    return f"{head} {event['kind']}{move}: {event['reason']}"
+    return f"{head} {kind}{move}: {event['reason']}"
 
 
 @app.command("log")
@@ -310,8 +422,10 @@ def log_(
     as_json: JsonOpt = False,
 ) -> None:
     """The processing log, newest last; -f follows (JSON lines with --json)."""
+    from workflow.records import event_json  # noqa: PLC0415
+
     with _errors():
-        store = _store(_settings())
+        store = _reader(_settings())
         rows = [event_json(row) for row in store.events(limit=limit)]
         if as_json and not follow:
             _print_json(rows)
@@ -337,9 +451,10 @@ def approve(
     """Confirm eligibility: the consent PDF is issued into outbox/ at once."""
     from workflow.engine import build_applications  # noqa: PLC0415
 
+    reference = _reference(reference)
     with _errors():
         settings = _settings()
-        services = build_applications(_store(settings), settings)
+        services = build_applications(_writable_store(settings), settings)
         issued = services.approve(reference, actor=by or getpass.getuser())
     typer.echo(f"{reference}: consent issued -> {issued.path} (sha256 {issued.sha256})")
 
@@ -355,9 +470,10 @@ def reject(
     """Decide that the applicant is not eligible, with a reason."""
     from workflow.applications import Applications  # noqa: PLC0415
 
+    reference = _reference(reference)
     with _errors():
         settings = _settings()
-        services = Applications(_store(settings), settings)  # no seal or verifier needed
+        services = Applications(_writable_store(settings), settings)  # no seal or verifier
         services.reject(reference, actor=by or getpass.getuser(), reason=reason)
     typer.echo(f"{reference}: ineligible ({reason})")
 
@@ -378,7 +494,7 @@ def retry(
 
     with _errors():
         settings = _settings()
-        store = _store(settings)
+        store = _writable_store(settings)
         chosen = FailedFolder(settings.failed).files() if all_ else list(names or [])
         if not chosen:
             _fail("name the files to retry, or pass --all", 2)
@@ -497,6 +613,8 @@ def user_token(name: str, by: ByOpt = None) -> None:
 def db_upgrade() -> None:
     """Create the database or migrate it to this version's schema."""
     with _errors():
+        from workflow.store import Store  # noqa: PLC0415
+
         store = Store(_settings().database_url)
         before = store.current_revision()
         store.upgrade()
@@ -507,7 +625,7 @@ def db_upgrade() -> None:
 def audit_verify(as_json: JsonOpt = False) -> None:
     """Recompute the event hash chain; exit 1 and name the event if history was edited."""
     with _errors():
-        result = _store(_settings()).verify_chain()
+        result = _read_store(_settings()).verify_chain()
     if as_json:
         _print_json(
             {
@@ -528,21 +646,66 @@ def audit_verify(as_json: JsonOpt = False) -> None:
 # -- forms -----------------------------------------------------------------------------------
 
 
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
+
+
 @form_app.command("eoi")
 def form_eoi(
     out: Path,
     lang: Annotated[Lang, typer.Option("--lang", help="Language of the labels.")] = Lang.EN,
+    force: ForceOpt = False,
 ) -> None:
     """Write the blank expression-of-interest form."""
     from forms.blank import render_blank_eoi  # noqa: PLC0415
 
-    out.write_bytes(render_blank_eoi(lang))
+    _refuse_overwrite(out, force)
+    _write(out, render_blank_eoi(lang))
     typer.echo(f"wrote {out} ({lang.value})")
+
+
+@form_app.command("fields")
+def form_fields(as_json: JsonOpt = False) -> None:
+    """Every EOI field: name, kind, required, maximum length, allowed values, checkbox value."""
+    from forms.eoi import FIELDS, Kind  # noqa: PLC0415
+
+    rows: list[dict[str, Any]] = [
+        {
+            "name": spec.name,
+            "kind": spec.kind.value,
+            "required": spec.required,
+            "max_length": spec.max_len,
+            "values": list(spec.options),
+            "on_value": CHECKBOX_ON if spec.kind is Kind.CHECKBOX else None,
+        }
+        for spec in FIELDS
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        notes = ["required" if row["required"] else "optional"]
+        if row["max_length"]:
+            notes.append(f"at most {row['max_length']} characters")
+        if row["values"]:
+            notes.append("one of " + ", ".join(row["values"]))
+        if row["on_value"]:
+            notes.append(f"ticked: /{row['on_value']}, not ticked: /Off")
+        if row["name"] == "form_id":
+            notes.append("read-only, already filled")
+        typer.echo(f"{row['name']:<24} {row['kind']:<9} {'; '.join(notes)}")
+
+
+#: The export value of every checkbox of the blank form (reportlab's on-state name).
+CHECKBOX_ON = "Yes"
 
 
 @app.command()
 def check(file: Path, as_json: JsonOpt = False) -> None:
     """Extract and validate an EOI without recording it: exit 0 valid, 1 problems, 2 unusable."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from forms.eoi import FORM_NAME, FORM_VERSION  # noqa: PLC0415
+    from forms.errors import UnusableDocument  # noqa: PLC0415
     from forms.findings import eligibility_findings  # noqa: PLC0415
     from forms.reading import read_eoi  # noqa: PLC0415
     from forms.validation import validate  # noqa: PLC0415
@@ -592,6 +755,10 @@ def check(file: Path, as_json: JsonOpt = False) -> None:
 # -- signatures ------------------------------------------------------------------------------
 
 
+#: How a passing check whose code names a problem reads in `verify`'s plain output.
+_PASSED_WORDING = {"not_issued_here": "issued here"}
+
+
 @app.command()
 def verify(file: Path, as_json: JsonOpt = False) -> None:
     """Verify a signed consent without recording it: exit 0 accepted, 1 rejected, 2 unusable."""
@@ -600,7 +767,7 @@ def verify(file: Path, as_json: JsonOpt = False) -> None:
     _quiet_libraries()
     with _errors():
         settings = _settings()
-        services = build_applications(_store(settings), settings)
+        services = build_applications(_read_store(settings), settings)
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -617,14 +784,21 @@ def verify(file: Path, as_json: JsonOpt = False) -> None:
         verdict = "accepted" if report.accepted else "REJECTED"
         typer.echo(f"{file}: {verdict} ({report.indication}/{report.subindication or '-'})")
         typer.echo(f"  reference: {report.reference or '(not issued here)'}")
-        typer.echo(f"  signer: {report.signer_subject} (sha256 {report.signer_sha256})")
+        if report.signer_subject:
+            typer.echo(f"  signer: {report.signer_subject} (sha256 {report.signer_sha256})")
+        else:
+            typer.echo("  signer: none found")
         for check in report.checks:
-            typer.echo(f"  [{'ok' if check.ok else 'FAIL'}] {check.code}: {check.message}")
+            if check.ok:
+                shown = _PASSED_WORDING.get(check.code, check.code)
+                typer.echo(f"  [ok] {shown}: {check.message}")
+            else:
+                typer.echo(f"  [FAIL] {check.code}: {check.message}")
     raise typer.Exit(0 if report.accepted else 2 if unusable else 1)
 
 
 @app.command()
-def sign(
+def sign(  # noqa: PLR0917 - Typer reads the parameters, nobody calls it
     source: Annotated[Path, typer.Argument(metavar="IN", help="The issued consent PDF.")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write the signed PDF.")],
     p12: Annotated[Path, typer.Option("--p12", help="The signer's PKCS#12 file.")],
@@ -635,31 +809,69 @@ def sign(
     timestamp_url: Annotated[
         str | None, typer.Option("--timestamp-url", help="RFC 3161 timestamp authority.")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Sign a consent into CommissionSignature (for a signer with a PKCS#12 file)."""
     import os  # noqa: PLC0415
 
-    from workflow.signing import Signer, sign_consent  # noqa: PLC0415
+    from workflow.signing import Signer, SignerError, sign_consent  # noqa: PLC0415
 
-    with _errors():
-        passphrase = os.environ.get(passphrase_env) if passphrase_env else None
-        if passphrase_env and passphrase is None:
-            _fail(f"the environment variable {passphrase_env} is not set", 2)
+    if out.resolve() == source.resolve():
+        _fail("OUT must differ from IN: the issued consent stays as it was issued", 2)
+    _refuse_overwrite(out, force)
+    passphrase = os.environ.get(passphrase_env) if passphrase_env else None
+    if passphrase_env and passphrase is None:
+        _fail(f"the environment variable {passphrase_env} is not set", 2)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {source}: {exc.strerror}", 2)
+    try:
         signer = Signer.from_p12(p12, passphrase.encode() if passphrase else None)
-        try:
-            signed = sign_consent(source.read_bytes(), signer, timestamp_url=timestamp_url)
-        except OSError as exc:
-            _fail(f"cannot read {source}: {exc.strerror}", 2)
-    out.write_bytes(signed)
+    except SignerError as exc:
+        hint = (
+            ""
+            if passphrase_env
+            else " If the file has a passphrase, pass --passphrase-env VAR naming an "
+            "environment variable that holds it."
+        )
+        _fail(f"{exc}{hint}", 78)
+    try:
+        signed = sign_consent(data, signer, timestamp_url=timestamp_url)
+    except SignerError as exc:
+        _fail(f"cannot sign {source}: {exc}", 1)
+    except Exception as exc:  # pyHanko's many parse errors: it is not a PDF
+        _fail(f"cannot sign {source}: it is not a readable PDF ({type(exc).__name__}: {exc})", 2)
+    _write(out, signed)
     typer.echo(f"signed {source} -> {out} as {signer.subject}")
 
 
+#: The files `demo-pki` writes.
+_DEMO_FILES = (
+    "commission-root.pem",
+    "commission-signer.pem",
+    "commission-signer.p12",
+    "office-seal.pem",
+    "office-seal.p12",
+)
+
+
 @app.command("demo-pki")
-def demo_pki(directory: Path) -> None:
+def demo_pki(directory: Path, force: ForceOpt = False) -> None:
     """Make a DEMO Commission CA, signer and office seal (never for production)."""
     from workflow.demo_pki import make_demo_pki  # noqa: PLC0415
 
-    pki = make_demo_pki(directory)
+    existing = [name for name in _DEMO_FILES if (directory / name).exists()]
+    if existing and not force:
+        _fail(
+            f"{directory} already holds a PKI ({', '.join(existing)}); its fingerprints may "
+            "be in consentflow.toml: choose another folder, or pass --force to replace it",
+            1,
+        )
+    try:
+        pki = make_demo_pki(directory)
+    except OSError as exc:
+        _fail(f"cannot write the demo PKI to {directory}: {exc.strerror or exc}", 1)
     typer.echo(f"wrote a DEMO PKI (not for production) to {directory}")
     typer.echo("add these lines to consentflow.toml:\n")
     typer.echo(pki.config_text)

@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
 
 CONFIG_FILE = "consentflow.toml"
 ENV_PREFIX = "CONSENTFLOW_"
@@ -168,10 +162,22 @@ class ReviewSettings(_Section):
     @classmethod
     def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         codes = tuple(code.strip().upper() for code in value)
-        bad = [code for code in codes if not re.fullmatch(r"[A-Z]{2}", code)]
+        bad = [code for code in codes if not _is_country(code)]
         if bad:
-            raise ValueError(f"not ISO 3166-1 alpha-2 codes: {', '.join(bad)}")
+            raise ValueError(
+                f"not ISO 3166-1 alpha-2 country codes: {', '.join(bad)} "
+                "(two letters such as FI, DE, FR)"
+            )
         return codes
+
+
+def _is_country(code: str) -> bool:
+    """Whether ``code`` is an assigned ISO 3166-1 alpha-2 code (pycountry's table)."""
+    if not re.fullmatch(r"[A-Z]{2}", code):
+        return False
+    import pycountry  # noqa: PLC0415 - only when countries are configured
+
+    return pycountry.countries.get(alpha_2=code) is not None
 
 
 class SignatureSettings(_Section):
@@ -274,16 +280,14 @@ class WebSettings(_Section):
         return self.public_url.startswith("https://")
 
 
-class Settings(BaseSettings):
-    """Everything configurable, frozen; build it with :func:`load_settings`."""
+class Settings(BaseModel):
+    """Everything configurable, frozen; build it with :func:`load_settings`.
 
-    model_config = SettingsConfigDict(
-        frozen=True,
-        extra="forbid",
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        nested_model_default_partial_update=True,
-    )
+    A section is a pydantic model and one field here; :func:`load_settings` finds the
+    sections, their keys and their environment variables from these fields.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     home: Path = Field(Path("."), description="runtime folder (inbox/, signed/, outbox/, …)")
     database: DatabaseSettings = DatabaseSettings()
@@ -295,23 +299,6 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     apply: ApplySettings = ApplySettings()
     files: FilesSettings = FilesSettings()
-
-    _toml_file: ClassVar[Path | None] = None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Order of precedence: explicit arguments, environment, then ``consentflow.toml``."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls._toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
-        return tuple(sources)
 
     # Paths of the home folder's layout (SPEC §3).
     @property
@@ -366,18 +353,160 @@ def _key_name(location: tuple[int | str, ...]) -> str:
     return parts[0] if parts else "(root)"
 
 
+def _sections() -> dict[str, type[BaseModel]]:
+    """Every ``[section]``: the fields of :class:`Settings` that are models."""
+    found: dict[str, type[BaseModel]] = {}
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found[name] = annotation
+    return found
+
+
+def _did_you_mean(word: str, choices: list[str], quote: str = "'{}'") -> str:
+    import difflib  # noqa: PLC0415 - only for a mistake
+
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return "; did you mean " + quote.format(close[0]) + "?"
+    return "; known: " + ", ".join(quote.format(choice) for choice in choices)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's tables, or :class:`ConfigError` naming the line and how to fix it."""
+    import tomllib  # noqa: PLC0415
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        found = re.search(r"line (\d+)", message)
+        shown = ""
+        if found:
+            number = int(found.group(1))
+            lines = text.splitlines()
+            if 0 < number <= len(lines):
+                shown = f"\n  line {number}: {lines[number - 1].strip()}"
+        raise ConfigError(
+            f"{path} is not valid TOML: {message}{shown}\n  hint: text values need quotes, "
+            'e.g. mode = "auto"; lists are written ["FI", "SE"]'
+        ) from None
+
+
+def _env_value(raw: str, annotation: Any, name: str) -> Any:
+    """An environment variable's text as the key's value: lists as JSON or comma-separated."""
+    origin = getattr(annotation, "__origin__", None)
+    if origin not in (tuple, list):
+        return raw
+    text = raw.strip()
+    if text.startswith("["):
+        import json  # noqa: PLC0415
+
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{name} is not a JSON list ({exc}): write it as a JSON list such as "
+                '\'["FI", "SE"]\' or comma-separated such as FI,SE'
+            ) from None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _environment(sections: dict[str, type[BaseModel]]) -> dict[str, dict[str, Any]]:
+    """``CONSENTFLOW_<SECTION>__<KEY>`` variables (any case) as ``{section: {key: value}}``.
+
+    Variables of sections that do not exist are not ours (``CONSENTFLOW_HOME``,
+    ``CONSENTFLOW_SEAL_PASSPHRASE``…) and are left alone; a misspelt key of a known
+    section is an error naming the key it probably meant.
+    """
+    import os  # noqa: PLC0415
+
+    found: dict[str, dict[str, Any]] = {}
+    for name, raw in os.environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        model = sections.get(section)
+        if model is None or not sep:
+            continue
+        fields = model.model_fields
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key '{key}' in [{section}] (from the environment variable {name})"
+                + _did_you_mean(key, list(fields))
+            )
+        found.setdefault(section, {})[key] = _env_value(raw, fields[key].annotation, name)
+    return found
+
+
+def _check_names(path: Path, data: dict[str, Any], sections: dict[str, type[BaseModel]]) -> None:
+    """Unknown sections and keys, each with the name it probably meant."""
+    problems: list[str] = []
+    for section, table in data.items():
+        if section not in sections:
+            if isinstance(table, dict):
+                problems.append(
+                    f"unknown section [{section}]" + _did_you_mean(section, list(sections), "[{}]")
+                )
+            else:
+                problems.append(
+                    f"unknown key '{section}' outside any section; keys go under a section "
+                    "such as [review]"
+                )
+            continue
+        if not isinstance(table, dict):
+            problems.append(f"[{section}] must be a section (a table), not a value")
+            continue
+        fields = list(sections[section].model_fields)
+        problems.extend(
+            f"unknown key '{key}' in [{section}]" + _did_you_mean(key, fields)
+            for key in table
+            if key not in fields
+        )
+    if problems:
+        raise ConfigError(f"in {path}:\n  " + "\n  ".join(problems))
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, given in top.items():
+        value = given.model_dump() if isinstance(given, BaseModel) else given
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _message(error: Any) -> str:
+    """pydantic's message without its ``Value error, `` prefix."""
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
 def load_settings(home: Path, **overrides: Any) -> Settings:
     """Read ``home/consentflow.toml`` and the environment into a validated :class:`Settings`.
 
-    Raises :class:`ConfigError` with one line per bad key, each naming the key in file
-    and environment form and what is wrong.
+    The environment wins over the file, ``overrides`` (``section={key: value}``) over
+    both. Raises :class:`ConfigError` with one line per bad key, each naming the key in
+    file and environment form and what is wrong.
     """
     toml_path = home / CONFIG_FILE
-    bound = type(
-        "BoundSettings", (Settings,), {"_toml_file": toml_path if toml_path.is_file() else None}
-    )
+    sections = _sections()
+    data = _read_toml(toml_path)
+    _check_names(toml_path, data, sections)
+    merged = _merge(_merge(data, _environment(sections)), overrides)
+    merged["home"] = home.resolve()
     try:
-        settings: Settings = bound(home=home.resolve(), **overrides)
+        return Settings.model_validate(merged)
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -385,13 +514,10 @@ def load_settings(home: Path, **overrides: Any) -> Settings:
             env = ENV_PREFIX + "__".join(
                 str(part).upper() for part in error["loc"] if not isinstance(part, int)
             )
-            lines.append(f"{key} (or {env}): {error['msg']}")
+            lines.append(f"{key} (or {env}): {_message(error)}")
         raise ConfigError(
             f"invalid configuration in {toml_path} or the environment:\n  " + "\n  ".join(lines)
         ) from None
-    except ValueError as exc:  # a TOML syntax error
-        raise ConfigError(f"cannot read {toml_path}: {exc}") from None
-    return settings
 
 
 def documented_keys() -> list[str]:
