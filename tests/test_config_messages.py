@@ -34,7 +34,7 @@ def test_a_key_far_from_any_lists_the_known_keys(tmp_path: Path) -> None:
 
 
 def test_a_toml_syntax_error_shows_the_line_and_says_to_quote(tmp_path: Path) -> None:
-    message = _error(tmp_path, '[review]\n# the office decides\n\nmode = auto\n')
+    message = _error(tmp_path, "[review]\n# the office decides\n\nmode = auto\n")
     assert "line 4" in message
     assert "line 4: mode = auto" in message
     assert 'need quotes, e.g. mode = "auto"' in message
@@ -48,9 +48,7 @@ def test_country_codes_are_checked_against_iso_3166(tmp_path: Path) -> None:
     assert load_settings(tmp_path).review.eligible_countries == ("FI", "NO")
 
 
-@pytest.mark.parametrize(
-    "value", ['["FI", "SE"]', "FI,SE", " fi , se ", '["fi","se"]'], ids=repr
-)
+@pytest.mark.parametrize("value", ['["FI", "SE"]', "FI,SE", " fi , se ", '["fi","se"]'], ids=repr)
 def test_list_keys_in_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperOption
 
 from forms.eoi import Lang
 from workflow.states import State
@@ -25,6 +26,15 @@ from workflow.states import State
 if TYPE_CHECKING:  # imported where used: `--help` and `status` must start at once
     from workflow.config import Settings
     from workflow.store import Store
+
+
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """No ``<bool>`` after a flag in ``--help``: a flag takes no value (Typer 0.29 prints one)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -101,10 +111,16 @@ def _errors() -> Iterator[None]:
         for module, name, code in _EXIT_CODES:
             error = getattr(sys.modules.get(module), name, None)
             if isinstance(error, type) and isinstance(exc, error):
-                _fail(str(exc), code)
+                _fail(_with_hint(str(exc)), code)
         if isinstance(exc, LookupError):
-            _fail(str(exc).strip("'\""), 1)
+            _fail(_with_hint(str(exc).strip("'\"")), 1)
         raise
+
+
+def _with_hint(message: str) -> str:
+    if message.startswith("no application "):
+        return f"{message}; `consentflow status` lists the references"
+    return message
 
 
 def _reader(settings: Settings) -> Any:
