@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tests.eoi_files import filled_eoi, invalid_eoi
 from tests.processes import consentflow, without_override
@@ -285,13 +284,13 @@ def test_sign_with_a_wrong_passphrase_names_the_option(
         pkcs12,
     )
 
-    key, cert, extra = pkcs12.load_key_and_certificates(
+    key, cert, extra = pkcs12.load_key_and_certificates(  # an EC key: demo_pki makes it
         (pki / "commission-signer.p12").read_bytes(), None
     )
     locked = tmp_path / "locked.p12"
     locked.write_bytes(
         pkcs12.serialize_key_and_certificates(
-            b"s", key, cert, extra, BestAvailableEncryption(b"right")
+            b"s", key, cert, extra, BestAvailableEncryption(b"right")  # type: ignore[arg-type]
         )
     )
     source = tmp_path / "in.pdf"
