@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import web
+from bench import startup, web
 from bench.corpus import Corpus
 from bench.engine import Home, cpu_seconds, memory, postgres_url, reset_postgres
 from bench.floor import Floor, measure_floor
@@ -179,6 +179,8 @@ def _measure(run: Run, work: Path) -> None:
     main_home.stop()
     _latency(run, corpus, work)
     _idle(run, work, main_home)
+    _step("startup: --help, status, show, check against python -c pass and pyhanko --help")
+    run.rows.extend(startup.rows(startup.measure(work, runs=3 if options.quick else 7)))
     _step("web: pages at scale, the live log, intake beside the dashboard (bench/web.py)")
     web.measure(run.add, corpus, work, main_home.pki, quick=options.quick)
     if options.profile_docs:

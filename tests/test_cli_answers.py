@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from forms.blank import render_blank_eoi
+from forms.eoi import Lang
 from tests.eoi_files import filled_eoi, invalid_eoi
 from tests.processes import consentflow, without_override
 from workflow.cli import app
@@ -47,6 +49,7 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (home / "inbox" / "a.pdf").write_bytes(filled_eoi(org_name="Alpha Network"))
     (home / "inbox" / "b.pdf").write_bytes(invalid_eoi(org_name="Beta Network"))
     (home / "inbox" / "c.pdf").write_bytes(b"not a pdf at all\n")
+    (home / "inbox" / "d.pdf").write_bytes(render_blank_eoi(Lang.EN))  # sent back empty
     result = _run(home, "run", "--once", "--no-web")
     assert result.exit_code == 0, result.output
     return home
@@ -290,7 +293,11 @@ def test_sign_with_a_wrong_passphrase_names_the_option(
     locked = tmp_path / "locked.p12"
     locked.write_bytes(
         pkcs12.serialize_key_and_certificates(
-            b"s", key, cert, extra, BestAvailableEncryption(b"right")  # type: ignore[arg-type]
+            b"s",
+            key,  # type: ignore[arg-type]
+            cert,
+            extra,
+            BestAvailableEncryption(b"right"),
         )
     )
     source = tmp_path / "in.pdf"
@@ -335,3 +342,37 @@ def test_help_shows_no_bool_after_flags() -> None:
     result = runner.invoke(app, ["status", "--help"])
     assert result.exit_code == 0
     assert "<bool>" not in result.output
+
+
+def test_status_times_are_those_of_the_store(processed: Path) -> None:
+    """The read-only reader's JSON equals the SQLAlchemy store's (records.summary_json)."""
+    from workflow.records import summary_json
+    from workflow.store import Store
+
+    store = Store(f"sqlite:///{processed / 'consentflow.db'}")
+    expected = [summary_json(row) for row in store.applications()]
+    store.close()
+    assert json.loads(_run(processed, "status", "--json").stdout) == expected
+    reference = expected[0]["reference"]
+    from workflow.records import application_json
+
+    store = Store(f"sqlite:///{processed / 'consentflow.db'}")
+    row = store.application(reference)
+    assert row is not None
+    detail = application_json(store, row)
+    store.close()
+    shown = json.loads(_run(processed, "show", reference, "--json").stdout)
+    assert shown == json.loads(json.dumps(detail, default=str))
+
+
+def test_an_application_without_a_name_or_country(processed: Path) -> None:
+    """An empty form: its lines show placeholders and do not end in "()"."""
+    rows = json.loads(_run(processed, "status", "--json").stdout)
+    empty = next(row for row in rows if not row["org_name"])
+    status_line = next(
+        line for line in _run(processed, "status").stdout.splitlines() if empty["reference"] in line
+    )
+    assert "(no organisation name)" in status_line
+    show_line = _run(processed, "show", empty["reference"]).stdout.splitlines()[0]
+    assert not show_line.endswith("()"), show_line
+    assert "(no organisation name)" in show_line

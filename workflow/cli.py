@@ -7,7 +7,6 @@ place, :func:`_errors`; no command ends in a traceback.
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import sys
@@ -36,16 +35,23 @@ def _flag_type(self: TyperOption, ctx: Any) -> str | None:
 _option_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
+#: Plain help and error text: rich's help formatter alone costs more than the 0.15 s that
+#: `--help` may take (issue 16). Sub-apps of other modules pass it too: `typer.Typer(**PLAIN)`.
+PLAIN: dict[str, Any] = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="consentflow: Covenant Supporter applications — EOI intake, consent forms, signatures.",
+    **PLAIN,
 )
-form_app = typer.Typer(no_args_is_help=True, help="Blank forms.")
-db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
-audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+form_app = typer.Typer(no_args_is_help=True, help="Blank forms.", **PLAIN)
+db_app = typer.Typer(no_args_is_help=True, help="The database schema.", **PLAIN)
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.", **PLAIN)
 user_app = typer.Typer(
-    no_args_is_help=True, help="Dashboard users (roles: viewer, office, commission, admin)."
+    no_args_is_help=True,
+    help="Dashboard users (roles: viewer, office, commission, admin).",
+    **PLAIN,
 )
 app.add_typer(form_app, name="form")
 app.add_typer(user_app, name="user")
@@ -64,6 +70,7 @@ def _root(
         typer.Option(
             "--home",
             envvar="CONSENTFLOW_HOME",
+            metavar="DIR",
             help="Runtime folder (inbox/, signed/, outbox/, archive/, failed/, database).",
         ),
     ] = Path("."),
@@ -79,6 +86,12 @@ def _settings() -> Settings:
     home = _state.get("home", Path("."))
     home_folder(home)  # a missing --home is named, never created
     return load_settings(home)
+
+
+def _login() -> str:
+    import getpass  # noqa: PLC0415
+
+    return getpass.getuser()
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -348,14 +361,12 @@ def status(
     if as_json:
         _print_json(rows)
         return
-    for row in rows:
-        name = row["org_name"] or "(no organisation name)"
-        typer.echo(
-            f"{row['reference']}  {row['state']:<16} {row['country'] or '--':<2}  "
-            f"{name}  (updated {row['updated_at'][:19]}Z)"
-        )
-    if not rows:
-        typer.echo("no applications")
+    lines = [
+        f"{row['reference']}  {row['state']:<16} {row['country'] or '--':<2}  "
+        f"{row['org_name'] or '(no organisation name)'}  (updated {row['updated_at'][:19]}Z)"
+        for row in rows
+    ]
+    typer.echo("\n".join(lines) if lines else "no applications")  # one write: 10,000 lines
     for notice in notices:
         until = f"; taken as it is at {notice.until:%Y-%m-%d %H:%M:%S}Z" if notice.until else ""
         typer.echo(
@@ -471,7 +482,7 @@ def approve(
     with _errors():
         settings = _settings()
         services = build_applications(_writable_store(settings), settings)
-        issued = services.approve(reference, actor=by or getpass.getuser())
+        issued = services.approve(reference, actor=by or _login())
     typer.echo(f"{reference}: consent issued -> {issued.path} (sha256 {issued.sha256})")
 
 
@@ -490,7 +501,7 @@ def reject(
     with _errors():
         settings = _settings()
         services = Applications(_writable_store(settings), settings)  # no seal or verifier
-        services.reject(reference, actor=by or getpass.getuser(), reason=reason)
+        services.reject(reference, actor=by or _login(), reason=reason)
     typer.echo(f"{reference}: ineligible ({reason})")
 
 
@@ -515,7 +526,7 @@ def retry(
         if not chosen:
             _fail("name the files to retry, or pass --all", 2)
         try:
-            moved = Applications(store, settings).retry(chosen, actor=by or getpass.getuser())
+            moved = Applications(store, settings).retry(chosen, actor=by or _login())
         except FileNotFoundError as exc:  # no such file, or a link or report (RetryError)
             _fail(str(exc), 1)
     for name in moved:
@@ -568,7 +579,7 @@ def user_add(
 ) -> None:
     """Add a dashboard user (the password is prompted, or read from --password-env)."""
     with _users() as users:
-        user = users.add(name, role, _new_password(password_env), actor=by or getpass.getuser())
+        user = users.add(name, role, _new_password(password_env), actor=by or _login())
     typer.echo(f"added {user.name} ({user.role})")
 
 
@@ -602,7 +613,7 @@ def user_list(as_json: JsonOpt = False) -> None:
 def user_disable(name: str, by: ByOpt = None) -> None:
     """Disable a user: their sessions and API token stop working at once."""
     with _users() as users:
-        users.disable(name, actor=by or getpass.getuser())
+        users.disable(name, actor=by or _login())
     typer.echo(f"disabled {name}")
 
 
@@ -610,7 +621,7 @@ def user_disable(name: str, by: ByOpt = None) -> None:
 def user_passwd(name: str, password_env: PasswordEnvOpt = None, by: ByOpt = None) -> None:
     """Set a user's password; their open sessions end."""
     with _users() as users:
-        users.set_password(name, _new_password(password_env), actor=by or getpass.getuser())
+        users.set_password(name, _new_password(password_env), actor=by or _login())
     typer.echo(f"password of {name} changed")
 
 
@@ -618,7 +629,7 @@ def user_passwd(name: str, password_env: PasswordEnvOpt = None, by: ByOpt = None
 def user_token(name: str, by: ByOpt = None) -> None:
     """Print a new API token (Authorization: Bearer …); the user's earlier token stops working."""
     with _users() as users:
-        token = users.new_api_token(name, actor=by or getpass.getuser())
+        token = users.new_api_token(name, actor=by or _login())
     typer.echo(token)
 
 

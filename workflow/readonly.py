@@ -289,7 +289,19 @@ class SqliteReader:
         return shown
 
 
+#: How SQLAlchemy stores a UTC datetime in SQLite (naive, microseconds always written).
+_STORED = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?")
+
+
 def _iso(value: str) -> str:
+    """``datetime.isoformat()`` of a stored time, by text when it has the stored form
+    (``status`` formats 20,000 of them for 10,000 applications)."""
+    found = _STORED.fullmatch(value)
+    if found:
+        fraction = found.group(1)
+        if fraction == ".000000":
+            value = value[:19]
+        return value.replace(" ", "T", 1) + "+00:00"
     moment = _time(value)
     assert moment is not None
     return moment.isoformat()

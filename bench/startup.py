@@ -1,0 +1,203 @@
+"""Start-up of the command line (issue 16, SPEC §9 "quick to answer").
+
+Each command is a fresh ``consentflow`` process, timed from start to exit, median of
+several runs, in the same run as two references on the same machine: ``python -c pass``
+(the interpreter alone) and ``pyhanko --help`` (a comparable command line). ``status``
+and ``show`` read a home with 10,000 applications; ``check`` reads one filled EOI.
+
+``python -m bench.startup`` measures this part alone and writes its section into
+``bench/RESULTS.md``; ``python -m bench`` runs it with the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.report import Row, status
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+BEGIN = "<!-- startup: written by python -m bench.startup -->"
+END = "<!-- /startup -->"
+
+#: The budgets of issue 16 (seconds).
+BUDGETS = {"--help": 0.15, "status": 0.3, "show": 0.3, "check": 0.6}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One command's median wall time over its runs."""
+
+    label: str
+    seconds: float
+    runs: int
+
+
+def _time(command: list[str], runs: int, env: dict[str, str]) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, env=env, capture_output=True, check=False)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def make_home(home: Path, applications: int) -> str:
+    """A home with ``applications`` applications (schema by ``db upgrade``); one reference."""
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "workflow", "--home", str(home), "db", "upgrade"],
+        check=True,
+        capture_output=True,
+    )
+    fields = json.dumps({"org_name": "Benchmark Network", "services": "x" * 400, "website": "u"})
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = []
+    for number in range(1, applications + 1):
+        at = (now - timedelta(minutes=applications - number)).isoformat(sep=" ")
+        rows.append(
+            (
+                f"SUP-2026-{number:05d}",
+                "awaiting_review" if number % 3 else "consent_issued",
+                f"Network {number}",
+                f"network {number}|fi",
+                "FI",
+                "en",
+                fields,
+                "[]",
+                "[]",
+                f"{number:064x}",
+                at,
+                at,
+            )
+        )
+    with sqlite3.connect(home / "consentflow.db") as connection:
+        connection.executemany(
+            "INSERT INTO applications (reference, state, org_name, org_key, country, lang, "
+            "fields, problems, findings, eoi_sha256, received_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    return rows[len(rows) // 2][0]
+
+
+def measure(work: Path, *, applications: int = 10_000, runs: int = 7) -> list[Timing]:
+    """Time the references and the commands; ``work`` is a scratch folder."""
+    from tests.eoi_files import filled_eoi
+
+    home = work / "startup-home"
+    reference = make_home(home, applications)
+    eoi = work / "startup-eoi.pdf"
+    eoi.write_bytes(filled_eoi())
+    env = {**os.environ, "CONSENTFLOW_HOME": str(home)}
+    env.pop("CONSENTFLOW_DATABASE__URL", None)
+    consentflow = str(Path(sys.executable).with_name("consentflow"))
+    pyhanko = shutil.which("pyhanko", path=str(Path(sys.executable).parent)) or "pyhanko"
+    commands = [
+        ("python -c pass", [sys.executable, "-c", "pass"]),
+        ("pyhanko --help", [pyhanko, "--help"]),
+        ("--help", [consentflow, "--help"]),
+        ("status", [consentflow, "status"]),
+        ("show", [consentflow, "show", reference]),
+        ("check", [consentflow, "check", str(eoi)]),
+    ]
+    for _, command in commands:  # warm the file cache and the bytecode once
+        subprocess.run(command, env=env, capture_output=True, check=False)
+    return [Timing(label, _time(command, runs, env), runs) for label, command in commands]
+
+
+def rows(timings: list[Timing], applications: int = 10_000) -> list[Row]:
+    """The benchmark table's rows for these timings."""
+    by_label = {timing.label: timing.seconds for timing in timings}
+    floor = by_label["python -c pass"]
+    out = [
+        Row("startup", "python -c pass (the interpreter alone)", f"{floor * 1000:.0f} ms"),
+        Row("startup", "pyhanko --help", f"{by_label['pyhanko --help'] * 1000:.0f} ms"),
+    ]
+    what = {
+        "--help": "consentflow --help",
+        "status": f"consentflow status ({applications:,} applications)",
+        "show": "consentflow show REF",
+        "check": "consentflow check (one EOI)",
+    }
+    for label, measure_name in what.items():
+        seconds = by_label[label]
+        budget = BUDGETS[label]
+        out.append(
+            Row(
+                "startup",
+                measure_name,
+                f"{seconds * 1000:.0f} ms",
+                f"{seconds / floor:.1f}× python -c pass; "
+                f"{seconds / by_label['pyhanko --help']:.2f}× pyhanko --help",
+                f"≤ {budget * 1000:.0f} ms",
+                status(seconds <= budget),
+            )
+        )
+    return out
+
+
+def section(table: list[Row], command: str) -> str:
+    """The Markdown section of RESULTS.md for these rows."""
+    lines = [
+        BEGIN,
+        "## Start-up of the command line",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}`: each command a "
+        "fresh process, median of 7 runs after one warm-up, on the machine below, in the same "
+        "run as the two references. The machine was shared with other work while measured: "
+        "compare with the references of the same run.",
+        "",
+        "| measure | measured | compared with | target | met |",
+        "|---|---|---|---|---|",
+        *(f"| {r.measure} | {r.measured} | {r.reference} | {r.target} | {r.met} |" for r in table),
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, text: str) -> None:
+    """Put ``text`` in ``path`` in place of the previous start-up section (or at its end)."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if BEGIN in old and END in old:
+        head, _, rest = old.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        new = head + text.rstrip("\n") + tail
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.startup``: measure, print, write the section of RESULTS.md."""
+    parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__)
+    parser.add_argument("--applications", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--no-results", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="consentflow-startup-"))
+    try:
+        table = rows(measure(work, applications=args.applications, runs=args.runs))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = section(table, "python -m bench.startup")
+    print(text)
+    if not args.no_results:
+        write_section(args.results, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
