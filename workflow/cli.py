@@ -899,8 +899,9 @@ def demo_pki(directory: Path, force: ForceOpt = False) -> None:
         pki = make_demo_pki(directory)
     except OSError as exc:
         _fail(f"cannot write the demo PKI to {directory}: {exc.strerror or exc}", 1)
-    typer.echo(f"wrote a DEMO PKI (not for production) to {directory}")
-    typer.echo("add these lines to consentflow.toml:\n")
+    # Every line but the configuration is a TOML comment: `demo-pki pki >> consentflow.toml`.
+    typer.echo(f"# wrote a DEMO PKI (not for production) to {directory}")
+    typer.echo("# add these lines to consentflow.toml:\n")
     typer.echo(pki.config_text)
 
 
