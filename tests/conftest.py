@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.skips import pytest_terminal_summary  # noqa: F401 - tests/run's last line
+
 REPO = Path(__file__).resolve().parent.parent
 
 

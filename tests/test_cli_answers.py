@@ -376,3 +376,38 @@ def test_an_application_without_a_name_or_country(processed: Path) -> None:
     show_line = _run(processed, "show", empty["reference"]).stdout.splitlines()[0]
     assert not show_line.endswith("()"), show_line
     assert "(no organisation name)" in show_line
+
+
+# -- form fields -----------------------------------------------------------------------------
+
+
+def test_form_fields_lists_every_field_as_the_form_has_it(tmp_path: Path) -> None:
+    """Names, kinds, required, lengths, choices, and the checkbox on-value of the real form."""
+    from pypdf import PdfReader
+
+    from forms.eoi import FIELDS, OrgType
+    from tests.filling import _widgets, on_state
+
+    result = runner.invoke(app, ["form", "fields", "--json"])
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert list(rows) == [spec.name for spec in FIELDS]
+    assert rows["org_name"] == {
+        "name": "org_name",
+        "kind": "text",
+        "required": True,
+        "max_length": 200,
+        "values": [],
+        "on_value": None,
+    }
+    assert rows["org_type"]["values"] == [value.value for value in OrgType]
+    assert rows["org_acronym"]["required"] is False
+    blank = tmp_path / "eoi.pdf"
+    assert runner.invoke(app, ["form", "eoi", str(blank)]).exit_code == 0
+    widgets = _widgets(PdfReader(blank))
+    for name, row in rows.items():
+        if row["kind"] == "checkbox":
+            assert on_state(widgets[name]) == "/" + row["on_value"], name
+    plain = runner.invoke(app, ["form", "fields"]).stdout
+    assert "ticked: /Yes" in plain
+    assert "one of national_network" in plain

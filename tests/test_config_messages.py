@@ -97,3 +97,17 @@ def test_overrides_merge_into_sections(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("CONSENTFLOW_INTAKE__LEASE_S", "12")
     settings = load_settings(tmp_path, intake={"stability_ms": 7})
     assert (settings.intake.stability_ms, settings.intake.lease_s) == (7, 12.0)
+
+
+def test_a_path_list_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example: one trust root, comma-separated form."""
+    monkeypatch.setenv("CONSENTFLOW_SIGNATURE__TRUST_ROOTS", "pki/commission-root.pem")
+    assert load_settings(tmp_path).signature.trust_roots == (Path("pki/commission-root.pem"),)
+
+
+def test_the_readme_documents_list_variables() -> None:
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert 'export CONSENTFLOW_REVIEW__ELIGIBLE_COUNTRIES=\'["FI", "SE", "NO"]\'' in readme
+    assert "# or: FI,SE,NO" in readme
