@@ -411,3 +411,13 @@ def test_form_fields_lists_every_field_as_the_form_has_it(tmp_path: Path) -> Non
     plain = runner.invoke(app, ["form", "fields"]).stdout
     assert "ticked: /Yes" in plain
     assert "one of national_network" in plain
+
+
+def test_run_still_makes_a_new_home(tmp_path: Path) -> None:
+    """`consentflow --home DIR run` is how a home starts: DIR need not exist."""
+    home = tmp_path / "new-home"
+    result = _run(home, "run", "--once", "--no-web")
+    assert result.exit_code == 0, result.output
+    assert (home / "inbox").is_dir()
+    assert (home / "consentflow.db").is_file()
+    assert _run(home, "status").exit_code == 0

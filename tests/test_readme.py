@@ -82,7 +82,11 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     said = dict(outputs)
     status = next(out for command, out in outputs if command.endswith("consentflow status"))
     assert f"{year}00001  awaiting_review" in status
-    assert "accepted" in next(out for command, out in outputs if "verify signed.pdf" in command)
+    verified = next(out for command, out in outputs if "verify signed.pdf" in command)
+    assert "accepted" in verified
+    assert "[ok] not_issued_here" not in verified  # read as the opposite of what it means
+    assert "[ok] issued here:" in verified
+    assert "None" not in verified
     assert f"{year}00001  signed" in said[".venv/bin/consentflow status --state signed"]
     assert "audit trail intact" in said[".venv/bin/consentflow audit verify"]
     fields = json.loads(

@@ -79,12 +79,15 @@ def _root(
     _state["home"] = home
 
 
-def _settings() -> Settings:
+def _settings(*, existing: bool = True) -> Settings:
+    """The settings of ``--home``; unless it may be made (``existing=False``: ``run``,
+    ``web``, ``db upgrade``, ``user``), a missing home folder is named, never created."""
     from workflow.config import load_settings  # noqa: PLC0415
     from workflow.readonly import home_folder  # noqa: PLC0415
 
     home = _state.get("home", Path("."))
-    home_folder(home)  # a missing --home is named, never created
+    if existing:
+        home_folder(home)
     return load_settings(home)
 
 
@@ -228,7 +231,7 @@ def run(
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     _quiet_libraries()
     with _errors():
-        settings = _settings()
+        settings = _settings(existing=False)  # `run` makes a new home
         stop = _SignalFlag()
         if not once:
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -288,7 +291,7 @@ def web(
     from workflow.web.server import WebServer  # noqa: PLC0415
 
     with _errors():
-        settings = _settings()
+        settings = _settings(existing=False)
         server = WebServer(settings, store=_store(settings))
     server.announce(lambda line: typer.echo(line, err=True))
     if not server.serve(with_parent=with_parent):
@@ -542,7 +545,7 @@ def _users() -> Iterator[Any]:
     from workflow.users import UserError, Users  # noqa: PLC0415 - argon2 only here
 
     with _errors():
-        service = Users(_store(_settings()))
+        service = Users(_store(_settings(existing=False)))
         try:
             yield service
         except UserError as exc:
@@ -642,7 +645,7 @@ def db_upgrade() -> None:
     with _errors():
         from workflow.store import Store  # noqa: PLC0415
 
-        store = Store(_settings().database_url)
+        store = Store(_settings(existing=False).database_url)
         before = store.current_revision()
         store.upgrade()
         typer.echo(f"database schema: {before or 'empty'} -> {store.current_revision()}")
