@@ -34,6 +34,11 @@ END = "<!-- /startup -->"
 #: The budgets of issue 16 (seconds).
 BUDGETS = {"--help": 0.15, "status": 0.3, "show": 0.3, "check": 0.6}
 
+#: ``pyhanko --help`` on the machine where the budgets were set (issue 16: 0.40 s). A
+#: budget is also shown scaled by this run's ``pyhanko --help`` over it: on a shared or
+#: slower machine every process start is slower, and the budgets with it.
+REFERENCE_PYHANKO_HELP = 0.40
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -131,6 +136,7 @@ def rows(timings: list[Timing], applications: int = 10_000) -> list[Row]:
         "show": "consentflow show REF",
         "check": "consentflow check (one EOI)",
     }
+    scale = by_label["pyhanko --help"] / REFERENCE_PYHANKO_HELP
     for label, measure_name in what.items():
         seconds = by_label[label]
         budget = BUDGETS[label]
@@ -141,8 +147,8 @@ def rows(timings: list[Timing], applications: int = 10_000) -> list[Row]:
                 f"{seconds * 1000:.0f} ms",
                 f"{seconds / floor:.1f}× python -c pass; "
                 f"{seconds / by_label['pyhanko --help']:.2f}× pyhanko --help",
-                f"≤ {budget * 1000:.0f} ms",
-                status(seconds <= budget),
+                f"≤ {budget * 1000:.0f} ms ({budget * scale * 1000:.0f} ms at this run's speed)",
+                f"{status(seconds <= budget)} ({status(seconds <= budget * scale)} scaled)",
             )
         )
     return out
@@ -156,8 +162,9 @@ def section(table: list[Row], command: str) -> str:
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}`: each command a "
         "fresh process, median of 7 runs after one warm-up, on the machine below, in the same "
-        "run as the two references. The machine was shared with other work while measured: "
-        "compare with the references of the same run.",
+        "run as the two references. A budget is also given scaled by this run's `pyhanko "
+        "--help` over the 0.40 s it took where the budgets were set (issue 16), for a "
+        "machine that is slower or shared with other work while measured.",
         "",
         "| measure | measured | compared with | target | met |",
         "|---|---|---|---|---|",

@@ -421,3 +421,20 @@ def test_run_still_makes_a_new_home(tmp_path: Path) -> None:
     assert (home / "inbox").is_dir()
     assert (home / "consentflow.db").is_file()
     assert _run(home, "status").exit_code == 0
+
+
+def test_stored_times_read_as_isoformat() -> None:
+    """The reader's text shortcut gives exactly ``datetime.isoformat()``."""
+    from datetime import UTC, datetime
+
+    from workflow.readonly import _iso
+
+    for moment in (
+        datetime(2026, 11, 29, 13, 4, 53, 123456, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 10, tzinfo=UTC),
+    ):
+        stored = moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        assert _iso(stored) == moment.isoformat()
+    assert _iso("2026-01-02 03:04:05") == "2026-01-02T03:04:05+00:00"
+    assert _iso("2026-01-02T03:04:05+02:00") == "2026-01-02T01:04:05+00:00"

@@ -289,19 +289,14 @@ class SqliteReader:
         return shown
 
 
-#: How SQLAlchemy stores a UTC datetime in SQLite (naive, microseconds always written).
-_STORED = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?")
-
-
 def _iso(value: str) -> str:
-    """``datetime.isoformat()`` of a stored time, by text when it has the stored form
-    (``status`` formats 20,000 of them for 10,000 applications)."""
-    found = _STORED.fullmatch(value)
-    if found:
-        fraction = found.group(1)
-        if fraction == ".000000":
-            value = value[:19]
-        return value.replace(" ", "T", 1) + "+00:00"
+    """``datetime.isoformat()`` of a stored time, by text when it has the form SQLAlchemy
+    stores in SQLite (naive UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``): ``status`` formats 20,000
+    of them for 10,000 applications."""
+    if len(value) == 26 and value[10] == " " and value[19] == "." and value[20:].isdigit():
+        if value.endswith(".000000"):  # isoformat() leaves out zero microseconds
+            return f"{value[:10]}T{value[11:19]}+00:00"
+        return f"{value[:10]}T{value[11:]}+00:00"
     moment = _time(value)
     assert moment is not None
     return moment.isoformat()
