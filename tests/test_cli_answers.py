@@ -438,3 +438,21 @@ def test_stored_times_read_as_isoformat() -> None:
         assert _iso(stored) == moment.isoformat()
     assert _iso("2026-01-02 03:04:05") == "2026-01-02T03:04:05+00:00"
     assert _iso("2026-01-02T03:04:05+02:00") == "2026-01-02T01:04:05+00:00"
+
+
+def test_sign_to_an_unwritable_place(processed: Path, pki: Path, tmp_path: Path) -> None:
+    """A real consent, signed to a folder that does not exist: a sentence, exit 1."""
+    reference = "SUP-2026-00001"
+    approved = _run(processed, "approve", reference.lower())
+    assert approved.exit_code == 0, approved.output
+    consent = processed / "outbox" / f"{reference}.pdf"
+    p12 = str(pki / "commission-signer.p12")
+    out = tmp_path / "no" / "such" / "signed.pdf"
+    result = runner.invoke(app, ["sign", str(consent), str(out), "--p12", p12])
+    _no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert f"cannot write {out}" in result.output
+    same = runner.invoke(app, ["sign", str(consent), str(consent), "--p12", p12])
+    assert same.exit_code == 2
+    good = runner.invoke(app, ["sign", str(consent), str(tmp_path / "signed.pdf"), "--p12", p12])
+    assert good.exit_code == 0, good.output
