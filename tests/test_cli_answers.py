@@ -456,3 +456,14 @@ def test_sign_to_an_unwritable_place(processed: Path, pki: Path, tmp_path: Path)
     assert same.exit_code == 2
     good = runner.invoke(app, ["sign", str(consent), str(tmp_path / "signed.pdf"), "--p12", p12])
     assert good.exit_code == 0, good.output
+
+
+def test_a_database_server_that_does_not_answer(tmp_path: Path) -> None:
+    """status against a PostgreSQL address nobody listens on: a sentence and exit 69."""
+    result = consentflow(
+        tmp_path, "status", database_url="postgresql+psycopg://nobody@127.0.0.1:9/none"
+    )
+    assert result.returncode == 69, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "the database cannot be reached" in result.stderr
+    assert "[database] url" in result.stderr

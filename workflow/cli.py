@@ -113,6 +113,8 @@ _EXIT_CODES = (
     ("workflow.states", "DecisionError", 1),
     ("workflow.signing", "SignerError", 78),
     ("workflow.verification", "TrustRootError", 78),
+    # A database server that does not answer: `run` waits for it, a command says so.
+    ("sqlalchemy.exc", "DBAPIError", 69),
 )
 
 
@@ -134,6 +136,12 @@ def _errors() -> Iterator[None]:
 
 
 def _with_hint(message: str) -> str:
+    if message.startswith("(") and ") " in message:  # SQLAlchemy's "(driver.Error) text"
+        first = message.split(") ", 1)[1].splitlines()[0].strip()
+        return (
+            f"the database cannot be reached ({first}); check [database] url and that the "
+            "server runs, then try again"
+        )
     if message.startswith("no application "):
         return f"{message}; `consentflow status` lists the references"
     return message
