@@ -154,12 +154,13 @@ def _reader(settings: Settings) -> Any:
     return open_reader(settings.database_url, settings.home)
 
 
-def _read_store(settings: Settings) -> Store:
-    """The full store, opened read-only after the same checks as `_reader`."""
-    from workflow.readonly import SqliteReader  # noqa: PLC0415
+def _read_store(settings: Settings, **options: Any) -> Store:
+    """The full store (``options``: the Store's keyword arguments), opened read-only after
+    the same checks as `_reader`: for ``verify`` and ``audit verify``."""
+    from workflow.readonly import SqliteReader, open_reader  # noqa: PLC0415
 
-    reader = _reader(settings)
-    store: Store = reader.store() if isinstance(reader, SqliteReader) else reader
+    reader = open_reader(settings.database_url, settings.home, **options)
+    store: Store = reader.store(**options) if isinstance(reader, SqliteReader) else reader
     return store
 
 

@@ -69,11 +69,12 @@ def sqlite_path(url: str) -> Path | None:
     return Path(rest) if rest and rest != ":memory:" else None
 
 
-def open_reader(url: str, home: Path) -> Any:
+def open_reader(url: str, home: Path, **options: Any) -> Any:
     """A read-only view of the database at ``url``: :class:`SqliteReader` or the Store.
 
     Raises :class:`NotAHomeError` when there is no consentflow database there, and the
-    store's own ``StoreError`` for a server database that cannot be used.
+    store's own ``StoreError`` for a server database that cannot be used. ``options`` go
+    to the Store of a server database.
     """
     home_folder(home)
     path = sqlite_path(url)
@@ -83,7 +84,7 @@ def open_reader(url: str, home: Path) -> Any:
         raise NotAHomeError(f"[database] url {url} names no database file: {HOW_TO_FIX}")
     from workflow.store import SchemaError, Store  # noqa: PLC0415 - a server database
 
-    store = Store(url)
+    store = Store(url, **options)
     current = store.current_revision()
     if current is None:
         raise NotAHomeError(
@@ -179,13 +180,14 @@ class SqliteReader:
         """Close the connection."""
         self.connection.close()
 
-    def store(self) -> Any:
+    def store(self, **options: Any) -> Any:
         """The full :class:`~workflow.store.Store` on the same read-only connection URI
-        (``verify`` and ``audit verify`` need its queries; it never writes through it)."""
+        (``verify`` and ``audit verify`` need its queries; it never writes through it);
+        ``options`` are the Store's own keyword arguments."""
         from workflow.store import Store  # noqa: PLC0415
 
         self.close()
-        return Store(f"sqlite:///{self.uri}&uri=true")
+        return Store(f"sqlite:///{self.uri}&uri=true", **options)
 
     def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         return self.connection.execute(sql, args).fetchall()
