@@ -111,3 +111,25 @@ def test_the_readme_documents_list_variables() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert 'export CONSENTFLOW_REVIEW__ELIGIBLE_COUNTRIES=\'["FI", "SE", "NO"]\'' in readme
     assert "# or: FI,SE,NO" in readme
+
+
+def test_keys_are_a_fields_alias_when_it_has_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key that is a Python keyword (``from``) is a field with an alias: the file and the
+    environment use the alias, and a misspelling is compared with it."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from workflow.config import _check_names, _environment
+
+    class Letters(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+        from_: str = Field("", alias="from")
+        to: str = ""
+
+    sections: dict[str, type[BaseModel]] = {"letters": Letters}
+    _check_names(tmp_path, {"letters": {"from": "a@example.org"}}, sections)
+    with pytest.raises(ConfigError, match="unknown key 'form' in \\[letters\\]; did you mean"):
+        _check_names(tmp_path, {"letters": {"form": "x"}}, sections)
+    monkeypatch.setenv("CONSENTFLOW_LETTERS__FROM", "b@example.org")
+    assert _environment(sections) == {"letters": {"from": "b@example.org"}}

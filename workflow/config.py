@@ -363,6 +363,12 @@ def _sections() -> dict[str, type[BaseModel]]:
     return found
 
 
+def _keys(model: type[BaseModel]) -> dict[str, Any]:
+    """A section's keys as written in the file and the environment (a field's alias, such
+    as ``from`` for ``from_``, or its name) and each one's field."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
+
+
 def _did_you_mean(word: str, choices: list[str], quote: str = "'{}'") -> str:
     import difflib  # noqa: PLC0415 - only for a mistake
 
@@ -435,7 +441,7 @@ def _environment(sections: dict[str, type[BaseModel]]) -> dict[str, dict[str, An
         model = sections.get(section)
         if model is None or not sep:
             continue
-        fields = model.model_fields
+        fields = _keys(model)
         if key not in fields:
             raise ConfigError(
                 f"unknown key '{key}' in [{section}] (from the environment variable {name})"
@@ -463,7 +469,7 @@ def _check_names(path: Path, data: dict[str, Any], sections: dict[str, type[Base
         if not isinstance(table, dict):
             problems.append(f"[{section}] must be a section (a table), not a value")
             continue
-        fields = list(sections[section].model_fields)
+        fields = list(_keys(sections[section]))
         problems.extend(
             f"unknown key '{key}' in [{section}]" + _did_you_mean(key, fields)
             for key in table
