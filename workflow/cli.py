@@ -729,7 +729,7 @@ def form_fields(as_json: JsonOpt = False) -> None:
             notes.append("one of " + ", ".join(row["values"]))
         if row["on_value"]:
             notes.append(f"ticked: /{row['on_value']}, not ticked: /Off")
-        if row["name"] == "form_id":
+        if row["kind"] == "hidden":
             notes.append("read-only, already filled")
         typer.echo(f"{row['name']:<24} {row['kind']:<9} {'; '.join(notes)}")
 
