@@ -665,6 +665,9 @@ def demo_pki(directory: Path) -> None:
     typer.echo(pki.config_text)
 
 
+from workflow import cli_life  # noqa: E402, F401 - registers profile, publish, suspend, …
+
+
 def main() -> None:
     """Entry point of the ``consentflow`` console script."""
     app()

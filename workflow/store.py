@@ -264,6 +264,32 @@ class Token(SQLModel, table=True):
     revoked_at: datetime | None = _utc_field(default=None)
 
 
+class SupporterProfile(SQLModel, table=True):
+    """The online profile of a signed supporter (SPEC §12) and its feedback schedule.
+
+    ``draft`` is what the supporter last sent through its link; ``published`` is the copy
+    the office published, the only data the public list ever reads. ``status``: ``invited``
+    (link sent), ``submitted`` (the supporter completed it), ``sent_back`` (the office asked
+    for changes, ``comment`` says which), ``published``.
+    """
+
+    __tablename__ = "supporter_profiles"
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="applications.id", unique=True, index=True)
+    status: str = "invited"
+    draft: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    published: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    comment: str = ""
+    published_at: datetime | None = _utc_field(default=None)
+    feedback_due_at: datetime | None = _utc_field(default=None, index=True)
+    feedback_sent_at: datetime | None = _utc_field(default=None)  # the due link, this period
+    feedback_reminded_at: datetime | None = _utc_field(default=None)
+    feedback_reminders: int = 0
+    created_at: datetime = _utc_field()
+    updated_at: datetime = _utc_field()
+
+
 def _table(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 
@@ -1116,12 +1142,20 @@ class Tx:
         self.session.flush()
 
     def revoke_tokens(
-        self, *, purpose: str, user_id: int | None = None, token_sha256: str | None = None
+        self,
+        *,
+        purpose: str,
+        user_id: int | None = None,
+        token_sha256: str | None = None,
+        application_id: int | None = None,
     ) -> int:
-        """Revoke the live tokens of a purpose (of one user, or one token); return how many."""
+        """Revoke the live tokens of a purpose (of one user, one application, or one token);
+        return how many."""
         query = select(Token).where(Token.purpose == purpose, col(Token.revoked_at).is_(None))
         if user_id is not None:
             query = query.where(Token.user_id == user_id)
+        if application_id is not None:
+            query = query.where(Token.application_id == application_id)
         if token_sha256 is not None:
             query = query.where(Token.token_sha256 == token_sha256)
         tokens = self.session.exec(query.with_for_update()).all()

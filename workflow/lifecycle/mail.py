@@ -1,0 +1,160 @@
+"""The messages of a supporter's life (SPEC §11, §12), as kinds of the notification outbox.
+
+Issue 18's :mod:`workflow.notifications` owns the outbox and the sender; this module
+registers its own kinds there and queues them in the caller's transaction. Until that
+module is installed, :func:`send` records nothing and says so in the log: the links are
+still given to the office (``consentflow profile`` prints them), so no step waits for mail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlmodel import Session
+
+log = logging.getLogger("consentflow.lifecycle")
+
+#: kind -> (subject per language, plain text per language); str.format over the context.
+KINDS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "profile_invitation": (
+        {
+            "en": "{reference}: complete your Covenant Supporter profile",
+            "fi": "{reference}: täydennä Covenant-tukijaprofiilisi",
+        },
+        {
+            "en": "Dear {org_name},\n\nyour consent is signed. Please complete your public "
+            "profile: the services you offer, in each language you offer them in, a contact "
+            "for members and your website:\n\n{link}\n\nThe link is valid until {expires}.",
+            "fi": "Hyvä {org_name},\n\nsuostumuksenne on allekirjoitettu. Täydentäkää julkinen "
+            "profiilinne: tarjoamanne palvelut kullakin kielellä, yhteystieto jäsenille ja "
+            "verkkosivusto:\n\n{link}\n\nLinkki on voimassa {expires} asti.",
+        },
+    ),
+    "profile_sent_back": (
+        {
+            "en": "{reference}: your profile needs a change",
+            "fi": "{reference}: profiilinne kaipaa muutosta",
+        },
+        {
+            "en": "Dear {org_name},\n\nthe office asks you to change your profile before it is "
+            "published:\n\n{comment}\n\n{link}\n\nThe link is valid until {expires}.",
+            "fi": "Hyvä {org_name},\n\ntoimisto pyytää muuttamaan profiilia ennen julkaisua:"
+            "\n\n{comment}\n\n{link}\n\nLinkki on voimassa {expires} asti.",
+        },
+    ),
+    "profile_published": (
+        {
+            "en": "{reference}: you are listed as a Covenant Supporter",
+            "fi": "{reference}: olette nyt Covenant-tukijoiden listalla",
+        },
+        {
+            "en": "Dear {org_name},\n\nyour profile is published: {list_url}",
+            "fi": "Hyvä {org_name},\n\nprofiilinne on julkaistu: {list_url}",
+        },
+    ),
+    "supporter_suspended": (
+        {
+            "en": "{reference}: your Covenant Supporter status is suspended",
+            "fi": "{reference}: Covenant-tukijan asemanne on keskeytetty",
+        },
+        {
+            "en": "Dear {org_name},\n\nthe European Commission has suspended your status as "
+            "a Covenant Supporter, for this reason:\n\n{reason}\n\nYou are no longer listed.",
+            "fi": "Hyvä {org_name},\n\nEuroopan komissio on keskeyttänyt asemanne "
+            "Covenant-tukijana seuraavasta syystä:\n\n{reason}\n\nEtte enää ole listalla.",
+        },
+    ),
+    "supporter_reinstated": (
+        {
+            "en": "{reference}: your Covenant Supporter status is restored",
+            "fi": "{reference}: Covenant-tukijan asemanne on palautettu",
+        },
+        {
+            "en": "Dear {org_name},\n\nyour status as a Covenant Supporter is restored and you "
+            "are listed again.",
+            "fi": "Hyvä {org_name},\n\nasemanne Covenant-tukijana on palautettu ja olette "
+            "taas listalla.",
+        },
+    ),
+    "feedback_due": (
+        {
+            "en": "{reference}: your feedback report is due",
+            "fi": "{reference}: palauteraporttinne on ajankohtainen",
+        },
+        {
+            "en": "Dear {org_name},\n\nplease tell us what your members did since they joined "
+            "the Covenant, and which services you offered:\n\n{link}\n\nPlease answer by "
+            "{late_after}.",
+            "fi": "Hyvä {org_name},\n\nkertokaa, mitä jäsenenne ovat tehneet liityttyään "
+            "Covenantiin ja mitä palveluja tarjositte:\n\n{link}\n\nVastatkaa {late_after} "
+            "mennessä.",
+        },
+    ),
+    "feedback_reminder": (
+        {
+            "en": "{reference}: reminder, your feedback report is owed",
+            "fi": "{reference}: muistutus, palauteraporttinne puuttuu",
+        },
+        {
+            "en": "Dear {org_name},\n\nyour feedback report, due on {due}, has not arrived "
+            "yet:\n\n{link}",
+            "fi": "Hyvä {org_name},\n\npalauteraporttinne (määräpäivä {due}) ei ole vielä "
+            "saapunut:\n\n{link}",
+        },
+    ),
+}
+
+_registered = False
+
+
+def _notifications() -> tuple[Callable[..., None], Callable[..., None]] | None:
+    import importlib  # noqa: PLC0415
+
+    try:  # issue 18's module, when present (by name: mypy need not know it yet)
+        notifications = importlib.import_module("workflow.notifications")
+    except ImportError:
+        return None
+    enqueue: Callable[..., None] = notifications.enqueue
+    register_kind: Callable[..., None] = notifications.register_kind
+    return enqueue, register_kind
+
+
+def register() -> bool:
+    """Register this module's kinds with the outbox (once); ``False`` without an outbox."""
+    global _registered  # noqa: PLW0603 - one registry per process
+    found = _notifications()
+    if found is None:
+        return False
+    if not _registered:
+        for kind, (subject, text) in KINDS.items():
+            found[1](kind, subject=subject, text=text, html=None)
+        _registered = True
+    return True
+
+
+def send(
+    session: Session,
+    *,
+    application_id: int,
+    kind: str,
+    to: str,
+    lang: str,
+    context: Mapping[str, Any],
+) -> bool:
+    """Queue one message in the caller's transaction; ``False`` when it cannot be sent."""
+    assert kind in KINDS, kind
+    found = _notifications()
+    if found is None or not to or not register():
+        log.info("message %s for application %d not queued (no outbox)", kind, application_id)
+        return False
+    found[0](
+        session,
+        application_id=application_id,
+        kind=kind,
+        to=to,
+        lang=lang if lang in KINDS[kind][0] else "en",
+        context={key: str(value) for key, value in context.items()},
+    )
+    return True
