@@ -25,7 +25,7 @@ from workflow.lifecycle.service import (
     add_months,
 )
 from workflow.states import DecisionError, State, TransitionError
-from workflow.store import Store, Token
+from workflow.store import EventRow, Store, Token
 
 T0 = datetime(2026, 3, 31, 9, 0, tzinfo=UTC)
 
@@ -356,3 +356,45 @@ def test_cli_profile_publish_suspend_reinstate_feedback(tmp_path: Path) -> None:
     ]  # fmt: skip
     code, out = cli("audit", "verify")
     assert code == 0, out
+
+
+def test_a_running_engine_sends_the_links_that_fell_due(database_url: str, tmp_path: Path) -> None:
+    """`consentflow run` sweeps when it starts (then hourly): a report that fell due while
+    no engine ran gets its link, once, even with two engines."""
+    import threading
+
+    from tests.web.conftest import wait_for
+    from workflow.engine import Engine
+
+    home = tmp_path / "home"
+    home.mkdir()
+    settings = load_settings(home, database={"url": database_url})
+    store = Store(database_url)
+    store.ensure_schema()
+    past = Clock(datetime.now(UTC) - timedelta(days=400))
+    life = Lifecycle(store, settings, clock=past)
+    ref = make_signed(store, "Engine Swept Network")
+    link = life.create_profile(ref, actor="anna")
+    life.submit_profile(link.token, PROFILE_FORM)
+    life.publish(ref, actor="anna")
+
+    def due() -> list[EventRow]:
+        return [e for e in store.events(reference=ref) if e.kind == "feedback_due"]
+
+    runs = []
+    for _ in range(2):
+        engine = Engine(settings)
+        stop = threading.Event()
+        thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+        thread.start()
+        runs.append((engine, stop, thread))
+    try:
+        assert wait_for(lambda: bool(due()))
+        assert wait_for((home / "inbox" / ".processing").is_dir)
+    finally:
+        for engine, stop, thread in runs:
+            stop.set()
+            thread.join(10)
+            engine.close()
+    assert len(due()) == 1 and due()[0].actor == "system"
+    assert [owed.reference for owed in Lifecycle(store, settings).owed()] == [ref]
