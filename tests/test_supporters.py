@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from workflow.cli import app as cli_app
 from workflow.config import Settings, load_settings
+from workflow.lifecycle.mail import KINDS
 from workflow.lifecycle.service import (
     FEEDBACK,
     PROFILE,
@@ -25,7 +26,7 @@ from workflow.lifecycle.service import (
     add_months,
 )
 from workflow.states import DecisionError, State, TransitionError
-from workflow.store import EventRow, Store, Token
+from workflow.store import EventRow, Notification, Store, Token
 
 T0 = datetime(2026, 3, 31, 9, 0, tzinfo=UTC)
 
@@ -135,6 +136,19 @@ def test_a_supporters_life_is_events_with_actors_and_reasons(world: World) -> No
         life.suspend(ref, actor="commission", reason="again")
     life.reinstate(ref, actor="commission", reason="activity resumed")
     assert [row["name"] for row in life.public_list()] == ["Δίκτυο Πόλεων"]
+
+    with Session(world.store.engine) as session:
+        sent = [
+            (row.kind, row.recipient, row.lang, row.context.get("reason"))
+            for row in session.exec(select(Notification).order_by(col(Notification.id)))
+            if row.kind in KINDS  # the earlier steps' messages are issue 18's
+        ]
+    assert sent == [
+        ("profile_invitation", "private@example.org", "en", None),
+        ("profile_published", "private@example.org", "en", None),
+        ("supporter_suspended", "private@example.org", "en", "no activity in two years"),
+        ("supporter_reinstated", "private@example.org", "en", None),
+    ]
 
     steps = [
         (e.kind, e.actor, e.from_state, e.to_state, e.reason)

@@ -34,6 +34,10 @@ def _lifecycle() -> Iterator[Lifecycle]:
             _fail(str(exc), 1)
 
 
+def _sent(mailed: bool) -> str:
+    return "queued for the supporter" if mailed else "NOT mailed (no address): send it yourself"
+
+
 @app.command()
 def profile(reference: str, by: ByOpt = None, as_json: JsonOpt = False) -> None:
     """Create the online profile of a signed supporter and give it the link to complete it."""
@@ -51,8 +55,7 @@ def profile(reference: str, by: ByOpt = None, as_json: JsonOpt = False) -> None:
         )
         return
     typer.echo(f"{link.reference}: profile created")
-    sent = "sent to the supporter" if link.mailed else "NOT mailed (no outbox): send it yourself"
-    typer.echo(f"link ({sent}, valid until {link.expires_at.date()}): {link.url}")
+    typer.echo(f"link ({_sent(link.mailed)}, valid until {link.expires_at.date()}): {link.url}")
 
 
 @app.command()
@@ -69,8 +72,9 @@ def publish(
         if send_back is not None:
             link = life.send_back(reference, actor=by or getpass.getuser(), comment=send_back)
             typer.echo(f"{link.reference}: profile sent back ({send_back.strip()})")
-            if not link.mailed:
-                typer.echo(f"link (NOT mailed, no outbox): {link.url}")
+            typer.echo(
+                f"link ({_sent(link.mailed)}, valid until {link.expires_at.date()}): {link.url}"
+            )
             return
         life.publish(reference, actor=by or getpass.getuser())
     typer.echo(f"{reference.upper()}: active, listed in /supporters")

@@ -1,18 +1,20 @@
 """The messages of a supporter's life (SPEC §11, §12), as kinds of the notification outbox.
 
-Issue 18's :mod:`workflow.notifications` owns the outbox and the sender; this module
-registers its own kinds there and queues them in the caller's transaction. Until that
-module is installed, :func:`send` records nothing and says so in the log: the links are
-still given to the office (``consentflow profile`` prints them), so no step waits for mail.
+:mod:`workflow.notifications` (issue 18) owns the outbox and its sender; this module
+registers its own kinds there and queues them in the caller's transaction, so a message
+exists if and only if the step that causes it was committed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session
+
+from workflow.notifications import applicant_address, enqueue, register_kind
+from workflow.store import Application
 
 log = logging.getLogger("consentflow.lifecycle")
 
@@ -106,55 +108,30 @@ KINDS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     ),
 }
 
-_registered = False
-
-
-def _notifications() -> tuple[Callable[..., None], Callable[..., None]] | None:
-    import importlib  # noqa: PLC0415
-
-    try:  # issue 18's module, when present (by name: mypy need not know it yet)
-        notifications = importlib.import_module("workflow.notifications")
-    except ImportError:
-        return None
-    enqueue: Callable[..., None] = notifications.enqueue
-    register_kind: Callable[..., None] = notifications.register_kind
-    return enqueue, register_kind
-
-
-def register() -> bool:
-    """Register this module's kinds with the outbox (once); ``False`` without an outbox."""
-    global _registered  # noqa: PLW0603 - one registry per process
-    found = _notifications()
-    if found is None:
-        return False
-    if not _registered:
-        for kind, (subject, text) in KINDS.items():
-            found[1](kind, subject=subject, text=text, html=None)
-        _registered = True
-    return True
+for _kind, (_subject, _text) in KINDS.items():
+    register_kind(_kind, subject=_subject, text=_text, html=None)
 
 
 def send(
     session: Session,
     *,
-    application_id: int,
+    app: Application,
     kind: str,
-    to: str,
-    lang: str,
     context: Mapping[str, Any],
 ) -> bool:
-    """Queue one message in the caller's transaction; ``False`` when it cannot be sent."""
+    """Queue one message to the supporter in the caller's transaction; ``False`` when its
+    EOI gave no usable address (the office still has the link: the commands print it)."""
     assert kind in KINDS, kind
-    found = _notifications()
-    if found is None or not to or not register():
-        log.info("message %s for application %d not queued (no outbox)", kind, application_id)
+    to = applicant_address(app)
+    if to is None:
+        log.info("%s: message %s not queued (no usable contact address)", app.reference, kind)
         return False
-    found[0](
+    enqueue(
         session,
-        application_id=application_id,
+        application_id=app.id,
         kind=kind,
         to=to,
-        lang=lang if lang in KINDS[kind][0] else "en",
+        lang=app.lang if app.lang in KINDS[kind][0] else "en",
         context={key: str(value) for key, value in context.items()},
     )
     return True

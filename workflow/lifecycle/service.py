@@ -227,14 +227,11 @@ class Lifecycle:
         return Link(app.reference, token, self._url(token, page), expires, mailed=False)
 
     def _mail(self, tx: Tx, app: Application, kind: str, **context: object) -> bool:
-        assert app.id is not None
         base = self.settings.web.public_url or f"http://{self.settings.web.listen}"
         return mail.send(
             tx.session,
-            application_id=app.id,
+            app=app,
             kind=kind,
-            to=str(app.fields.get("contact_email") or ""),
-            lang=app.lang,
             context={
                 "reference": app.reference,
                 "org_name": app.org_name,

@@ -63,20 +63,25 @@ def lifecycle(context: Web) -> Lifecycle:
 # -- the office's actions ----------------------------------------------------------------------
 
 
+def _sent(mailed: bool) -> str:
+    # Never the link itself: this message travels in a redirect's address.
+    if mailed:
+        return "the link is queued for the supporter"
+    return "no usable address: `consentflow publish REF --send-back TEXT` prints a link to pass on"
+
+
 def perform(context: Web, action: str, reference: str, actor: str, reason: str) -> str:
     """One lifecycle action of the application page; what to tell the user."""
     life = lifecycle(context)
     if action == "profile":
         link = life.create_profile(reference, actor=actor)
-        sent = "sent to the supporter" if link.mailed else f"not mailed, send it: {link.url}"
-        return f"{reference}: profile created; link {sent}"
+        return f"{reference}: profile created; {_sent(link.mailed)}"
     if action == "publish":
         life.publish(reference, actor=actor)
         return f"{reference}: published, now in the public list"
     if action == "send_back":
         link = life.send_back(reference, actor=actor, comment=reason)
-        sent = "sent to the supporter" if link.mailed else f"not mailed, send it: {link.url}"
-        return f"{reference}: profile sent back; link {sent}"
+        return f"{reference}: profile sent back; {_sent(link.mailed)}"
     if action == "suspend":
         life.suspend(reference, actor=actor, reason=reason)
         return f"{reference}: suspended, off the public list"
