@@ -412,3 +412,14 @@ def test_a_running_engine_sends_the_links_that_fell_due(database_url: str, tmp_p
             engine.close()
     assert len(due()) == 1 and due()[0].actor == "system"
     assert [owed.reference for owed in Lifecycle(store, settings).owed()] == [ref]
+
+
+def test_readme_walkthrough_goes_on_to_profile_publish_and_the_list() -> None:
+    """The README's walkthrough continues after the signature (issue 19)."""
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Five-minute walkthrough", 1)[1].split("\n## ", 1)[0]
+    for words in ("consentflow profile", "consentflow publish", "--send-back", "/supporters",
+                  "consentflow suspend", "reinstate", "feedback --overdue"):  # fmt: skip
+        assert words in section, words
