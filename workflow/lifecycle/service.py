@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, or_
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
@@ -503,56 +503,80 @@ class Lifecycle:
                 rows.append(Owed(reference, name, due, due + grace, reminders, late))
         return rows
 
-    def sweep(self, *, now: datetime | None = None) -> Sweep:
+    def _to_send(self, now: datetime, every: timedelta) -> list[str]:
+        """References whose link or next reminder is due: one indexed query, so a day with
+        nothing to send costs one round trip."""
+        apps, profiles = _APPS.c, _PROFILES.c
+        query = (
+            core_select(apps.reference)
+            .join(_PROFILES, profiles.application_id == apps.id)
+            .where(
+                apps.state == State.ACTIVE.value,
+                profiles.feedback_due_at <= now,
+                or_(
+                    profiles.feedback_sent_at.is_(None),
+                    profiles.feedback_reminded_at.is_(None),
+                    profiles.feedback_reminded_at <= now - every,
+                ),
+            )
+            .order_by(profiles.feedback_due_at)
+        )
+        with self.store.engine.connect() as connection:
+            return [ref for (ref,) in connection.execute(query)]
+
+    def sweep(self, *, now: datetime | None = None, batch: int = 200) -> Sweep:
         """Send the link of every report that fell due, and reminders every ``[feedback]
-        reminder_days`` after; each is an event. Run daily (and safe to run any time)."""
+        reminder_days`` after; each is an event. Run daily (and safe to run any time, by
+        several workers at once: each is decided again under the application's lock).
+        ``batch`` supporters share a transaction: one commit, not one per message."""
         now = now or self.clock()
         every = timedelta(days=self.settings.feedback.reminder_days)
-        due: list[str] = []
-        reminded: list[str] = []
-        links: dict[str, str] = {}
-        for owed in self._owed_rows(now):
-            reference = owed[0]
+        result = Sweep([], [], {})
+        pending = self._to_send(now, every)
+        for start in range(0, len(pending), batch):
             with self.store.tx() as tx:
-                app = tx.get_application(reference)
-                if app is None or app.state != State.ACTIVE:
-                    continue
-                profile = self._profile(tx, app)
-                due_at = profile.feedback_due_at
-                if due_at is None or due_at > now:
-                    continue
-                sent, last = profile.feedback_sent_at, profile.feedback_reminded_at
-                if sent is not None and last is not None and now - last < every:
-                    continue
-                link = self._new_link(tx, app, FEEDBACK, now)
-                late_after = (due_at + timedelta(days=self.settings.feedback.answer_days)).date()
-                kind = "feedback_due" if sent is None else "feedback_reminder"
-                mailed = self._mail(
-                    tx, app, kind, link=link.url, due=due_at.date(), late_after=late_after
-                )
-                if sent is None:
-                    profile.feedback_sent_at = now
-                    due.append(reference)
-                else:
-                    profile.feedback_reminders += 1
-                    reminded.append(reference)
-                links[reference] = link.url
-                profile.feedback_reminded_at = now
-                profile.updated_at = now
-                tx.session.add(profile)
-                tx.append_event(
-                    kind,
-                    actor="system",
-                    reference=reference,
-                    reason=(
-                        f"feedback report due on {due_at.date()}: link sent"
-                        if sent is None
-                        else f"feedback report due on {due_at.date()}: reminder "
-                        f"{profile.feedback_reminders}"
-                    ),
-                    data={"due_at": due_at.isoformat(), "mailed": mailed},
-                )
-        return Sweep(due, reminded, links)
+                for reference in pending[start : start + batch]:
+                    self._send_due(tx, reference, now, every, result)
+        return result
+
+    def _send_due(
+        self, tx: Tx, reference: str, now: datetime, every: timedelta, result: Sweep
+    ) -> None:
+        app = tx.get_application(reference)
+        if app is None or app.state != State.ACTIVE:
+            return
+        profile = self._profile(tx, app)
+        due_at = profile.feedback_due_at
+        if due_at is None or due_at > now:
+            return
+        sent, last = profile.feedback_sent_at, profile.feedback_reminded_at
+        if sent is not None and last is not None and now - last < every:
+            return
+        link = self._new_link(tx, app, FEEDBACK, now)
+        late_after = (due_at + timedelta(days=self.settings.feedback.answer_days)).date()
+        kind = "feedback_due" if sent is None else "feedback_reminder"
+        mailed = self._mail(tx, app, kind, link=link.url, due=due_at.date(), late_after=late_after)
+        if sent is None:
+            profile.feedback_sent_at = now
+            result.due.append(reference)
+            reason = f"feedback report due on {due_at.date()}: link sent"
+        else:
+            profile.feedback_reminders += 1
+            result.reminded.append(reference)
+            reason = (
+                f"feedback report due on {due_at.date()}: reminder {profile.feedback_reminders}"
+            )
+        result.links[reference] = link.url
+        profile.feedback_reminded_at = now
+        profile.updated_at = now
+        tx.session.add(profile)
+        tx.append_event(
+            kind,
+            actor="system",
+            reference=reference,
+            reason=reason,
+            data={"due_at": due_at.isoformat(), "mailed": mailed},
+        )
 
     def submit_feedback(self, token: str, form: Mapping[str, str]) -> str:
         """The supporter's report: a PDF of its answers, archived as a document of the

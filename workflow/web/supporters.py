@@ -119,6 +119,8 @@ class PublicList:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        #: Held while an answer is made: requests missing together make it once.
+        self.making = threading.Lock()
         self.event_id = -1
         self.rows: list[dict[str, Any]] = []
         self.answers: OrderedDict[tuple[str, ...], Answer] = OrderedDict()
@@ -142,11 +144,11 @@ class PublicList:
             return self.answers.get(key) if event_id == self.event_id else None
 
     def keep(self, event_id: int, key: tuple[str, ...], answer: Answer) -> None:
-        """Keep an answer (the 64 newest) while no event is newer than ``event_id``."""
+        """Keep an answer (the 256 newest) while no event is newer than ``event_id``."""
         with self.lock:
             if event_id == self.event_id:
                 self.answers[key] = answer
-                while len(self.answers) > 64:
+                while len(self.answers) > 256:
                     self.answers.popitem(last=False)
 
 
@@ -238,6 +240,19 @@ def _answer(request: Request, context: Web, kind: str, country: str, q: str) -> 
     found = public.cached(event_id, key)
     if found is not None:
         return found.response()
+    with public.making:
+        found = public.cached(event_id, key)
+        if found is not None:
+            return found.response()
+        answer = _make(request, context, kind, rows, country=country, q=q)
+        public.keep(event_id, key, answer)
+    return answer.response()
+
+
+def _make(
+    request: Request, context: Web, kind: str, rows: list[dict[str, Any]], *, country: str, q: str
+) -> Answer:
+    lang: str = request.state.lang
     shown = _matching(rows, country, q)
     if kind == "json":
         listed = [{name: row[name] for name in PUBLIC_FIELDS} for row in shown]
@@ -256,8 +271,7 @@ def _answer(request: Request, context: Web, kind: str, country: str, q: str) -> 
             _html(request, context, rows, shown=shown, country=country, q=q),
             "text/html; charset=utf-8",
         )
-    public.keep(event_id, key, answer)
-    return answer.response()
+    return answer
 
 
 @router.get("/supporters", response_class=HTMLResponse)
