@@ -197,7 +197,7 @@ def _free_port() -> int:
 def measure(add: Add, work: Path, *, quick: bool) -> None:
     """Both rows: the public list, then the sweep."""
     public_list(add, work, active=200 if quick else 2000, requests=100 if quick else 2000)
-    sweep(add, work, total=1000 if quick else 10_000, active=200 if quick else 2000)
+    sweep(add, work, total=500 if quick else 10_000, active=100 if quick else 2000)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlmodel import Session
 
@@ -115,14 +116,15 @@ for _kind, (_subject, _text) in KINDS.items():
 def send(
     session: Session,
     *,
-    app: Application,
+    app: Application | Addressee,
     kind: str,
     context: Mapping[str, Any],
 ) -> bool:
     """Queue one message to the supporter in the caller's transaction; ``False`` when its
     EOI gave no usable address (the office still has the link: the commands print it)."""
     assert kind in KINDS, kind
-    to = applicant_address(app)
+    # applicant_address reads the EOI's fields only: an Addressee stands in for the row.
+    to = applicant_address(cast(Application, app))
     if to is None:
         log.info("%s: message %s not queued (no usable contact address)", app.reference, kind)
         return False
@@ -135,3 +137,14 @@ def send(
         context={key: str(value) for key, value in context.items()},
     )
     return True
+
+
+@dataclass(frozen=True)
+class Addressee:
+    """What a message needs of an application, without loading (or building) its row."""
+
+    id: int
+    reference: str
+    org_name: str
+    lang: str
+    fields: dict[str, Any]
