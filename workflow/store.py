@@ -424,6 +424,11 @@ class Store:
         # waits for a writer nor holds one back (WAL); on PostgreSQL nothing changes.
         self._reader = self.engine.execution_options(**{_READ_ONLY: True})
 
+    @property
+    def reader(self) -> Engine:
+        """The engine for reads outside a transaction of ours: they take no write lock."""
+        return self._reader
+
     # -- schema -------------------------------------------------------------------
 
     def alembic_config(self) -> Config:

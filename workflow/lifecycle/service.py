@@ -253,7 +253,7 @@ class Lifecycle:
         found = self.store.live_token(purpose, _hash(token), now)
         if found is None or found.application_id is None:
             raise LookupError("no such link")
-        with Session(self.store.engine) as session:
+        with Session(self.store.reader) as session:
             app = session.get(Application, found.application_id)
             profile = session.exec(
                 select(SupporterProfile).where(
@@ -490,7 +490,7 @@ class Lifecycle:
             .where(apps.state == State.ACTIVE.value, profiles.feedback_due_at <= now)
             .order_by(profiles.feedback_due_at)
         )  # fmt: skip
-        with self.store.engine.connect() as connection:
+        with self.store.reader.connect() as connection:
             return [(r, n, d, k) for r, n, d, k in connection.execute(query)]
 
     def owed(self, *, now: datetime | None = None, late_only: bool = False) -> list[Owed]:
@@ -524,7 +524,7 @@ class Lifecycle:
             )
             .order_by(profiles.feedback_due_at)
         )
-        with self.store.engine.connect() as connection:
+        with self.store.reader.connect() as connection:
             return [ref for (ref,) in connection.execute(query)]
 
     def sweep(self, *, now: datetime | None = None, batch: int = 200) -> Sweep:
@@ -678,7 +678,7 @@ class Lifecycle:
 
     def profile_of(self, reference: str) -> SupporterProfile | None:
         """The profile of an application (the office's view of the draft)."""
-        with Session(self.store.engine) as session:
+        with Session(self.store.reader) as session:
             query = (
                 select(SupporterProfile)
                 .join(Application, col(Application.id) == SupporterProfile.application_id)
@@ -694,7 +694,7 @@ class Lifecycle:
             .join(_APPS, apps.id == profiles.application_id)
             .where(apps.state == State.ACTIVE.value, profiles.published.is_not(None))
         )
-        with self.store.engine.connect() as connection:
+        with self.store.reader.connect() as connection:
             rows = [dict(row[0]) for row in connection.execute(query) if row[0]]
         rows.sort(key=lambda row: (row["country"], str(row["name"]).casefold()))
         return rows
