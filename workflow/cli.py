@@ -917,6 +917,9 @@ def demo_pki(directory: Path, force: ForceOpt = False) -> None:
     typer.echo(pki.config_text)
 
 
+from workflow import cli_life  # noqa: E402, F401 - registers profile, publish, suspend, …
+
+
 def main() -> None:
     """Entry point of the ``consentflow`` console script."""
     app()

@@ -238,6 +238,23 @@ class RemindersSettings(_Section):
     repeat_days: float = Field(7, gt=0, description="then again every N days")
 
 
+class FeedbackSettings(_Section):
+    """``[feedback]``: supporters' profile links and regular reports (SPEC §12)."""
+
+    period_months: int = Field(
+        12, ge=1, le=120, description="an active supporter owes a feedback report this often"
+    )
+    answer_days: float = Field(
+        30, gt=0, le=3650, description="a report not sent this long after it fell due is late"
+    )
+    reminder_days: float = Field(
+        14, gt=0, le=3650, description="remind a supporter of an owed report every N days"
+    )
+    link_days: float = Field(
+        60, gt=0, le=3650, description="how long a link sent to a supporter stays valid"
+    )
+
+
 class WebSettings(_Section):
     """``[web]``: the office dashboard (SPEC §10)."""
 
@@ -298,6 +315,7 @@ class Settings(BaseModel):
     reminders: RemindersSettings = RemindersSettings()
     web: WebSettings = WebSettings()
     apply: ApplySettings = ApplySettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     files: FilesSettings = FilesSettings()
 
     # Paths of the home folder's layout (SPEC §3).

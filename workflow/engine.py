@@ -30,6 +30,9 @@ from workflow.verification import SignaturePolicy, Verifier
 from workflow.watching import ObserverFactory, Ready, WatchConfig, Watcher, default_observer
 
 HEARTBEAT_S = 60.0
+#: How often a running engine sends feedback links that fell due and reminders; a link
+#: is sent once and reminders are days apart, so this only bounds how late one goes out.
+FEEDBACK_SWEEP_S = 3600.0
 #: A file the watcher waits for this long (still being written, empty) shows in ``status``.
 NOTICE_AFTER_S = 5.0
 
@@ -164,7 +167,8 @@ class Engine:
             self.settings.review.mode,
             self.store.engine.url.render_as_string(hide_password=True),
         )
-        last_beat = time.monotonic()
+        last_beat = last_sweep = time.monotonic()
+        self._guarded(self._feedback_sweep)
         try:
             while not stop.is_set():
                 for ready in watcher.ready(timeout=0.2):
@@ -180,9 +184,25 @@ class Engine:
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
                     last_beat = time.monotonic()
                     self._heartbeat(watcher)
+                if time.monotonic() - last_sweep >= FEEDBACK_SWEEP_S:
+                    last_sweep = time.monotonic()
+                    self._guarded(self._feedback_sweep)
         finally:
             watcher.stop()
             log.info("stopped")
+
+    def _feedback_sweep(self) -> None:
+        """Send the feedback links that fell due, and reminders (SPEC §12). Each is
+        decided under the application's lock, so workers sweeping together send one."""
+        from workflow.lifecycle.service import Lifecycle  # noqa: PLC0415
+
+        life = Lifecycle(self.store, self.settings, archive=self.applications.archive)
+        swept = life.sweep()
+        if swept.due or swept.reminded:
+            log.info(
+                "feedback: %d report(s) fell due, %d reminder(s) sent",
+                len(swept.due), len(swept.reminded),
+            )  # fmt: skip
 
     def _offer(self, ready: Ready) -> None:
         self.intake.offer(ready.path, confirmed=ready.confirmed)

@@ -33,6 +33,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Engine,
     Index,
@@ -264,6 +265,88 @@ class Token(SQLModel, table=True):
     revoked_at: datetime | None = _utc_field(default=None)
 
 
+class SupporterProfile(SQLModel, table=True):
+    """The online profile of a signed supporter (SPEC §12) and its feedback schedule.
+
+    ``draft`` is what the supporter last sent through its link; ``published`` is the copy
+    the office published, the only data the public list ever reads. ``status``: ``invited``
+    (link sent), ``submitted`` (the supporter completed it), ``sent_back`` (the office asked
+    for changes, ``comment`` says which), ``published``.
+    """
+
+    __tablename__ = "supporter_profiles"
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="applications.id", unique=True, index=True)
+    status: str = "invited"
+    draft: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    published: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    comment: str = ""
+    published_at: datetime | None = _utc_field(default=None)
+    feedback_due_at: datetime | None = _utc_field(default=None, index=True)
+    feedback_sent_at: datetime | None = _utc_field(default=None)  # the due link, this period
+    feedback_reminded_at: datetime | None = _utc_field(default=None)
+    feedback_reminders: int = 0
+    created_at: datetime = _utc_field()
+    updated_at: datetime = _utc_field()
+
+
+class Notification(SQLModel, table=True):
+    """The outbox (SPEC §11): one message to send, written in the transaction of its cause.
+
+    ``status``: ``queued`` until the SMTP server accepted it (``accepted``, with its reply),
+    or ``failed`` when it refused it or every attempt is spent. ``message_id`` is chosen
+    once, before the first attempt, so a resend after a crash carries the same one.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int | None = Field(default=None, foreign_key="applications.id", index=True)
+    kind: str
+    recipient: str  # an address, or @office / @commission (resolved from [mail] when sent)
+    lang: str = "en"
+    context: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = "queued"  # queued | accepted | failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = _utc_field(default=None)
+    owner: str | None = None
+    lease_until: datetime | None = _utc_field(default=None)
+    message_id: str | None = Field(default=None, unique=True)
+    last_error: str | None = None
+    smtp_reply: str | None = None
+    created_at: datetime = _utc_field()
+    accepted_at: datetime | None = _utc_field(default=None)
+
+
+class MailMessage(SQLModel, table=True):
+    """A message read from the intake mailbox over IMAP, taken exactly once (SPEC §11).
+
+    Keyed by (account, folder, UIDVALIDITY, UID); ``message_id`` and ``content_sha256``
+    recognise the same message under a new UIDVALIDITY. ``status``: ``recorded`` once its
+    attachments are in the intake, ``done`` once it is marked on the server.
+    """
+
+    __tablename__ = "mail_messages"
+    __table_args__ = (UniqueConstraint("account", "folder", "uidvalidity", "uid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account: str
+    folder: str
+    uidvalidity: int = Field(sa_type=BigInteger)
+    uid: int = Field(sa_type=BigInteger)
+    message_id: str = Field(default="", index=True)
+    sender: str = ""
+    content_sha256: str = Field(index=True)
+    status: str = "recorded"  # recorded | done
+    pdfs: int = 0
+    outcome: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    answered: bool = False
+    created_at: datetime = _utc_field()
+    done_at: datetime | None = _utc_field(default=None)
+
+
 def _table(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 
@@ -340,6 +423,11 @@ class Store:
         # Reads take no write lock: on SQLite a deferred BEGIN, a snapshot that neither
         # waits for a writer nor holds one back (WAL); on PostgreSQL nothing changes.
         self._reader = self.engine.execution_options(**{_READ_ONLY: True})
+
+    @property
+    def reader(self) -> Engine:
+        """The engine for reads outside a transaction of ours: they take no write lock."""
+        return self._reader
 
     # -- schema -------------------------------------------------------------------
 
@@ -809,6 +897,14 @@ class Store:
             return None
         return token
 
+    def notifications(self, application_id: int | None = None) -> list[Notification]:
+        """The outbox, oldest first; with ``application_id``, that application's messages."""
+        with Session(self._reader) as session:
+            query = select(Notification)
+            if application_id is not None:
+                query = query.where(Notification.application_id == application_id)
+            return list(session.exec(query.order_by(col(Notification.id))))
+
     def verify_chain(self) -> AuditResult:
         """Recompute the event chain; report the first event whose hash or link is wrong."""
         previous = GENESIS
@@ -1011,6 +1107,11 @@ class Tx:
             reason=reason,
             data=data,
         )
+        # Who is told, in this same transaction (the outbox, SPEC §11); imported here
+        # because the notifications import the store.
+        from workflow.notifications import on_move  # noqa: PLC0415
+
+        on_move(self.session, app, current, target, actor=actor, reason=reason, data=data)
 
     def open_application(self, key: str, *, exclude_id: int | None = None) -> str | None:
         """Reference of another open application for the same organisation, if any."""
@@ -1116,12 +1217,20 @@ class Tx:
         self.session.flush()
 
     def revoke_tokens(
-        self, *, purpose: str, user_id: int | None = None, token_sha256: str | None = None
+        self,
+        *,
+        purpose: str,
+        user_id: int | None = None,
+        token_sha256: str | None = None,
+        application_id: int | None = None,
     ) -> int:
-        """Revoke the live tokens of a purpose (of one user, or one token); return how many."""
+        """Revoke the live tokens of a purpose (of one user, one application, or one token);
+        return how many."""
         query = select(Token).where(Token.purpose == purpose, col(Token.revoked_at).is_(None))
         if user_id is not None:
             query = query.where(Token.user_id == user_id)
+        if application_id is not None:
+            query = query.where(Token.application_id == application_id)
         if token_sha256 is not None:
             query = query.where(Token.token_sha256 == token_sha256)
         tokens = self.session.exec(query.with_for_update()).all()

@@ -284,6 +284,8 @@ MAIN_PAGES = [
     ("signed", "/office/signed", "commission"),
     ("stats", "/office/stats", "viewer"),
     ("users", "/office/users", "admin"),
+    ("supporters", "/supporters", None),
+    ("feedback", "/office/feedback", "office"),
 ]
 
 

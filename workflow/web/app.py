@@ -318,7 +318,13 @@ def create_app(
 ) -> FastAPI:
     """The dashboard over ``settings``' home and database (services may be injected)."""
     from workflow.engine import build_applications  # noqa: PLC0415 - pyHanko, only here
-    from workflow.web import api, apply, pages, public  # noqa: PLC0415 - they import this module
+    from workflow.web import (  # noqa: PLC0415 - they import this module
+        api,
+        apply,
+        pages,
+        public,
+        supporters,
+    )
 
     store = store or Store(settings.database_url)
     services = services or build_applications(store, settings)
@@ -366,6 +372,7 @@ def create_app(
     )
     app.include_router(public.router)
     app.include_router(apply.router)
+    app.include_router(supporters.router)
     app.include_router(pages.router)
     app.include_router(api.router)
     return app

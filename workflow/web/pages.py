@@ -25,7 +25,7 @@ from workflow.archive import safe_name
 from workflow.records import application_json
 from workflow.states import State
 from workflow.users import Permission, Role
-from workflow.web import attention, stats
+from workflow.web import attention, stats, supporters
 from workflow.web.app import (
     BadRequestError,
     ForbiddenError,
@@ -57,13 +57,17 @@ class Action:
     needs_reason: bool = False
 
 
-#: ``POST /office/applications/{ref}/{action}``. SPEC §10 also names ``profile``,
-#: ``publish``, ``suspend`` and ``reinstate``: their services come with SPEC §12, and
-#: each is added here with its service; until then those names answer 404.
+#: ``POST /office/applications/{ref}/{action}``: SPEC §10's, and ``send_back`` (the
+#: office returns a profile draft with a comment, SPEC §12).
 ACTIONS: dict[str, Action] = {
     "approve": Action(Permission.DECIDE, frozenset({State.AWAITING_REVIEW})),
     "reject": Action(Permission.DECIDE, frozenset({State.AWAITING_REVIEW}), needs_reason=True),
     "reissue": Action(Permission.DECIDE, frozenset({State.CONSENT_ISSUED})),
+    "profile": Action(Permission.DECIDE, frozenset({State.SIGNED})),
+    "publish": Action(Permission.DECIDE, frozenset({State.PROFILE_CREATED})),
+    "send_back": Action(Permission.DECIDE, frozenset({State.PROFILE_CREATED}), needs_reason=True),
+    "suspend": Action(Permission.SUSPEND, frozenset({State.ACTIVE}), needs_reason=True),
+    "reinstate": Action(Permission.SUSPEND, frozenset({State.SUSPENDED})),
 }
 
 #: Which permission a document kind needs: applicants' own files are not the Commission's.
@@ -71,6 +75,7 @@ DOCUMENT_PERMISSIONS = {
     "eoi": Permission.APPLICANT_DOCUMENTS,
     "consent": Permission.CONSENTS,
     "signed": Permission.CONSENTS,
+    "feedback": Permission.READ,  # what a supporter reports for the office and the Commission
 }
 
 
@@ -91,7 +96,7 @@ def _perform(context: Web, action: str, reference: str, actor: str, reason: str)
             raise NotFoundError
         reissue(reference, actor=actor, reason=reason)
         return f"{reference}: consent reissued"
-    raise NotFoundError
+    return supporters.perform(context, action, reference, actor, reason)
 
 
 def available_actions(context: Web) -> dict[str, Action]:
@@ -186,6 +191,7 @@ def application(request: Request, ref: str, context: Ctx, who: Reader, done: str
             "documents": documents,
             "labels": _field_labels(request.state.lang),
             "can_upload": who.can(Permission.UPLOAD_SIGNED) and derived == State.CONSENT_ISSUED,
+            "profile": supporters.lifecycle(context).profile_of(row.reference or ""),
             "done": done[:300],
         },
     )

@@ -1,0 +1,1 @@
+"""After the signature (SPEC §12): profile, publication, suspension, feedback reports."""
