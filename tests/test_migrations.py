@@ -106,3 +106,11 @@ def test_downgrade_and_upgrade_again(database_url: str) -> None:
     assert store.current_revision() == store.head_revision()
     assert store.application("SUP-2026-00001") is not None
     store.close()
+
+
+def test_the_read_only_head_is_alembics_head() -> None:
+    """The read-only commands find the schema's head from the migration files without
+    Alembic (start-up time); it must be the head Alembic computes, merge migrations included."""
+    from workflow import readonly
+
+    assert readonly.head_revision() == Store("sqlite://").head_revision()

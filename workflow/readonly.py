@@ -38,14 +38,16 @@ class NotAHomeError(Exception):
 def head_revision() -> str:
     """This version's schema revision, read from the migration files (no Alembic import)."""
     folder = Path(__file__).parent / "migrations" / "versions"
-    revisions: dict[str, str | None] = {}
+    revisions: set[str] = set()
+    downs: set[str] = set()
     for path in folder.glob("*.py"):
         text = path.read_text(encoding="utf-8")
         revision = re.search(r"^revision[^=]*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
-        down = re.search(r"^down_revision[^=]*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+        # one revision, or a tuple of them for a merge migration
+        down = re.search(r"^down_revision[^=]*=(.*)$", text, re.MULTILINE)
         if revision:
-            revisions[revision.group(1)] = down.group(1) if down else None
-    downs = set(revisions.values())
+            revisions.add(revision.group(1))
+            downs.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)) if down else ())
     heads = [revision for revision in revisions if revision not in downs]
     if len(heads) != 1:
         raise RuntimeError(f"the migrations have {len(heads)} heads: {heads}")
