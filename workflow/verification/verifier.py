@@ -1,0 +1,251 @@
+"""Verify the Commission's signature on a returned consent (SPEC §7).
+
+The only module that uses pyHanko's validation API. :meth:`Verifier.verify` takes the
+received bytes and a lookup of issued consents and returns a :class:`SignatureReport`:
+a verdict, the ETSI EN 319 102-1 indication, and every check with a stable code and
+one plain sentence. pyHanko alone accepts a document that is not ours, content
+appended before the signer signed and a form value changed after the signature
+(../shared/notes/signatures.md), so the binding, revision and modification rules are
+enforced here on top of pyHanko's status. Outcomes are values: nothing but a bad
+trust-root file raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from cryptography import x509 as pyca_x509
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    DiffPolicy,
+)
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+
+from workflow.signature_report import (
+    REVOCATION_MODES,
+    CheckCode,
+    IssuedConsent,
+    Lookup,
+    SignaturePolicy,
+    SignatureReport,
+)
+from workflow.verification.binding import bind
+from workflow.verification.etsi import ades_spec, etsi_report
+from workflow.verification.findings import (
+    FORMAT_FAILURE,
+    Findings,
+    Signer,
+    describe,
+    error_report,
+    indication_of,
+    make_report,
+)
+from workflow.verification.pdf import (
+    ReviewOnce,
+    certification_of,
+    embed,
+    load_certificates,
+    read_pdf,
+    validate,
+    validation_context,
+)
+from workflow.verification.policy import Rules
+from workflow.verification.revisions import check_revisions
+
+
+class Verifier:
+    """Applies one :class:`SignaturePolicy` to received files; build once, reuse.
+
+    Trust roots are read once here. Each call builds a fresh pyHanko validation
+    context (they accumulate revocation data and cached paths) and never fetches
+    anything online unless ``policy.fetch`` is set.
+    """
+
+    def __init__(self, policy: SignaturePolicy) -> None:
+        """Load the trust roots; raise :class:`TrustRootError` naming an unreadable file."""
+        if policy.revocation not in REVOCATION_MODES:
+            raise ValueError(
+                f"revocation must be one of {', '.join(REVOCATION_MODES)}, "
+                f"not {policy.revocation!r}"
+            )
+        self.policy = policy
+        roots: list[Any] = []
+        for path in policy.trust_roots:
+            roots.extend(load_certificates(path))
+        self._roots = tuple(roots)
+        self._rules = Rules(policy, self._roots)
+
+    async def verify(self, data: bytes, lookup: Lookup) -> SignatureReport:
+        """Verify ``data``; ``lookup`` maps the SHA-256 hex of a candidate prefix to a consent.
+
+        ``lookup`` is called in the caller's thread; the parsing and validation run in
+        a worker thread so the caller's event loop is never blocked. Never raises.
+        """
+        try:
+            issued = bind(data, lookup)
+        except Exception as exc:
+            return error_report(exc)
+        return await asyncio.to_thread(self._run, data, issued)
+
+    def verify_sync(self, data: bytes, lookup: Lookup) -> SignatureReport:
+        """Like :meth:`verify`, for callers without an event loop. Never raises."""
+        try:
+            issued = bind(data, lookup)
+        except Exception as exc:
+            return error_report(exc)
+        return self._run(data, issued)
+
+    def _run(self, data: bytes, issued: IssuedConsent | None) -> SignatureReport:
+        try:
+            return asyncio.run(self._verify(data, issued))
+        except Exception as exc:  # rule 7: any exception is a rejection, never a crash
+            return error_report(exc, issued)
+
+    async def _verify(self, data: bytes, issued: IssuedConsent | None) -> SignatureReport:
+        found = Findings()
+        who = Signer()
+        reference = issued.reference if issued else None
+        if b"%PDF-" not in data[:1024]:
+            found.add(CheckCode.NOT_PDF, False, "The file is not a PDF document.", FORMAT_FAILURE)
+            return make_report(found, who, reference)
+        if issued is None:
+            found.add(
+                CheckCode.NOT_ISSUED_HERE,
+                False,
+                "The file does not start with any consent form issued here: it is another "
+                "document, or a consent that was regenerated or rewritten instead of signed "
+                "as issued.",
+            )
+        else:
+            found.add(
+                CheckCode.NOT_ISSUED_HERE,
+                True,
+                f"The file starts with the exact bytes of consent {issued.reference} as issued.",
+            )
+        try:
+            reader, fields, note = read_pdf(data)
+        except Exception as exc:
+            found.add(
+                CheckCode.UNUSABLE,
+                False,
+                f"The PDF is damaged or not standard enough to check its signatures ({exc}).",
+                FORMAT_FAILURE,
+            )
+            return make_report(found, who, reference)
+        found.add(CheckCode.UNUSABLE, True, note)
+        await self._check_signatures(
+            reader=reader, data=data, fields=fields, issued=issued, found=found, who=who
+        )
+        return make_report(found, who, reference)
+
+    async def _check_signatures(
+        self,
+        *,
+        reader: PdfFileReader,
+        data: bytes,
+        fields: list[tuple[str, Any, Any]],
+        issued: IssuedConsent | None,
+        found: Findings,
+        who: Signer,
+    ) -> None:
+        name = self.policy.field
+        embedded, broken, shared = embed(reader, fields)
+        context = validation_context(self.policy, self._roots, reader, embedded.values())
+        reviews = ReviewOnce()
+        statuses: dict[str, Any] = {}
+        failures: dict[str, str] = {}
+        try:
+            for field_name, each in embedded.items():
+                try:
+                    statuses[field_name] = await validate(each, context, reviews)
+                except Exception as exc:
+                    failures[field_name] = describe(exc)
+                    if field_name == name:
+                        found.add(
+                            CheckCode.NOT_INTACT,
+                            False,
+                            "The Commission's signature is damaged and cannot be validated "
+                            f"({describe(exc)}).",
+                            indication_of(exc),
+                        )
+        finally:
+            if self.policy.fetch:
+                # The async API leaves fetcher sessions open when fetching is allowed.
+                await context.aclose()  # type: ignore[no-untyped-call]
+
+        # Rule 2: the signature sits in CommissionSignature …
+        if name in broken:
+            found.add(
+                CheckCode.WRONG_FIELD,
+                True,
+                f"The Commission's signature is in the {name} field.",
+            )
+            found.add(
+                CheckCode.NOT_INTACT,
+                False,
+                f"The signature in {name} is damaged and cannot be read ({broken[name]}).",
+                FORMAT_FAILURE,
+            )
+        elif name not in embedded:
+            others = ", ".join(sorted({n for n, _, _ in fields})) or "none"
+            found.add(
+                CheckCode.WRONG_FIELD,
+                False,
+                f"There is no signature in the {name} field (signed fields found: {others}).",
+                FORMAT_FAILURE,
+            )
+        else:
+            found.add(
+                CheckCode.WRONG_FIELD, True, f"The Commission's signature is in the {name} field."
+            )
+        emb = embedded.get(name)
+        status = statuses.get(name)
+        certification = certification_of(embedded)
+
+        # … in the revision directly after the issued document.
+        if issued is not None and emb is not None:
+            check_revisions(emb, data, issued, found, reviews)
+        if emb is not None and status is not None:
+            await self._check_commission(emb, status, found, who, reviews)
+        self._rules.check_every_field(
+            fields=fields,
+            embedded=embedded,
+            broken=broken,
+            shared=shared,
+            statuses=statuses,
+            failures=failures,
+            found=found,
+        )
+        self._rules.check_certification(certification, statuses, failures, found)
+
+    async def _check_commission(
+        self,
+        emb: EmbeddedPdfSignature,
+        status: Any,
+        found: Findings,
+        who: Signer,
+        reviews: DiffPolicy,
+    ) -> None:
+        cert = status.signing_cert
+        der = cert.dump()
+        who.sha256 = hashlib.sha256(der).hexdigest()
+        who.subject = pyca_x509.load_der_x509_certificate(der).subject.rfc4514_string()
+        who.signing_time = status.signer_reported_dt
+        self._rules.check_integrity(status, found)
+        await self._rules.check_trust(emb, status, found, who)
+        self._rules.check_timestamp(status, found, who)
+        self._rules.check_later_changes(status, found)
+        if not status.bottom_line:
+            found.add(
+                CheckCode.SIGNATURE_STATUS,
+                False,
+                f"pyHanko does not accept the signature as a whole ({status.summary()}).",
+            )
+        who.etsi_xml = await etsi_report(self.policy, self._roots, emb, reviews)
+
+    def _ades_spec(self, reviews: DiffPolicy = DEFAULT_DIFF_POLICY) -> Any:
+        """The AdES validation spec of this verifier's policy (for the ETSI report)."""
+        return ades_spec(self.policy, self._roots, reviews)
