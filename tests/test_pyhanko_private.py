@@ -48,3 +48,13 @@ def test_private_names_are_used_in_one_module_only() -> None:
                     if alias.name.startswith("_"):
                         users.setdefault(alias.name, set()).add(path.name)
     assert users == {name: {"pdf.py"} for name in PRIVATE}
+
+
+def test_xref_cache_still_tells_where_each_revision_ends() -> None:
+    """Binding finds revisions from pyHanko's xref cache, internal API (pdf.xref_section_ends)."""
+    from dataclasses import fields
+
+    from pyhanko.pdf_utils.xref import XRefCache, XRefSectionMetaInfo
+
+    assert callable(getattr(XRefCache, "get_xref_container_info", None))
+    assert "end_location" in {f.name for f in fields(XRefSectionMetaInfo)}

@@ -41,6 +41,11 @@ class CheckCode(StrEnum):
     CERTIFICATION_BROKEN = "certification_broken"
     SIGNATURE_STATUS = "signature_status"
     ERROR = "error"
+    # SPEC §7 rule 8 and the files of signed/ that are no signed consent.
+    TOO_COMPLEX = "too_complex"
+    UNSIGNED = "unsigned"
+    WRONG_FOLDER = "wrong_folder"
+    SUPERSEDED = "superseded"
 
 
 class TrustRootError(Exception):

@@ -14,6 +14,7 @@ from workflow.signature_report import (
     IssuedConsent,
     SignatureReport,
 )
+from workflow.verification.limits import LimitExceededError
 
 STATUS_NAMES = {
     AdESStatus.PASSED: "TOTAL_PASSED",
@@ -117,7 +118,17 @@ def make_report(found: Findings, who: Signer, reference: str | None) -> Signatur
 
 
 def error_report(exc: BaseException, issued: IssuedConsent | None = None) -> SignatureReport:
+    """The report on a file whose verification stopped: past a limit, or on an error."""
     found = Findings()
+    if isinstance(exc, LimitExceededError):
+        found.add(
+            CheckCode.TOO_COMPLEX,
+            False,
+            f"The file asks for more work than any signed consent needs ({exc}); "
+            "it is rejected unread.",
+            FORMAT_FAILURE,
+        )
+        return make_report(found, Signer(), issued.reference if issued else None)
     found.add(
         CheckCode.ERROR,
         False,

@@ -15,6 +15,8 @@ from cryptography import x509 as pyca_x509
 from cryptography.hazmat.primitives import serialization
 from pyhanko.generated.etsi import ts_11910202
 from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.decode_limits import DecodeLimits, DocumentDecodeBudget, StreamDecodeLimits
+from pyhanko.pdf_utils.misc import PdfDecodeLimitError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
@@ -44,6 +46,7 @@ from workflow.signature_report import (
     TrustRootError,
 )
 from workflow.verification.findings import describe
+from workflow.verification.limits import Limits
 
 
 class ReviewOnce(DiffPolicy):
@@ -105,20 +108,48 @@ def etsi_xml(emb: EmbeddedPdfSignature, result: Any) -> str:
     return serializer.render(report, ns_map=NAMESPACES)
 
 
-def read_pdf(data: bytes) -> tuple[PdfFileReader, list[tuple[str, Any, Any]], str]:
+def open_reader(data: bytes, *, strict: bool, limits: Limits) -> PdfFileReader:
+    """pyHanko's reader on ``data``, its stream decoding capped by ``limits``."""
+    cap = limits.max_decoded
+    decode = DecodeLimits(
+        per_stream=StreamDecodeLimits(max_output_size=cap),
+        document_budget=DocumentDecodeBudget(base_allowance=cap, max_ratio=0),
+    )
+    return PdfFileReader(BytesIO(data), strict=strict, decode_limits=decode)
+
+
+def xref_section_ends(reader: PdfFileReader) -> list[int]:
+    """Where each revision's cross-reference data ends, oldest first.
+
+    pyHanko's xref cache is internal API (hence here, and pinned by its test)."""
+    xrefs = reader.xrefs
+    return [
+        xrefs.get_xref_container_info(revision).end_location
+        for revision in range(xrefs.total_revisions)
+    ]
+
+
+#: A file as read: pyHanko's reader, its filled signature fields, a note on how it was read.
+Parsed = tuple[PdfFileReader, list[tuple[str, Any, Any]], str]
+
+
+def read_pdf(data: bytes, limits: Limits) -> Parsed:
     """Open the PDF strictly, or tolerantly if only the strict reader refuses it.
 
     poppler's pdfsig (a real signing tool) writes a generation-1 object without freeing
     generation 0, which pyHanko's strict reader refuses. The tolerant reader is safe
     here because binding, revision and difference checks still apply to every byte.
+    A decoding limit reached is not retried.
     """
     try:
-        reader = PdfFileReader(BytesIO(data), strict=True)
+        reader = open_reader(data, strict=True, limits=limits)
         fields = list(enumerate_sig_fields(reader, filled_status=True))
         return reader, fields, "The PDF is well-formed."
+    except PdfDecodeLimitError:
+        raise
     except Exception as exc:
         strict_error = describe(exc)
-    reader = PdfFileReader(BytesIO(data), strict=False)
+    reader = open_reader(data, strict=False, limits=limits)
     fields = list(enumerate_sig_fields(reader, filled_status=True))
     return reader, fields, f"The PDF was read in tolerant mode ({strict_error})."
 

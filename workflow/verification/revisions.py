@@ -21,6 +21,7 @@ from workflow.signature_report import (
     IssuedConsent,
 )
 from workflow.verification.findings import Findings, clip
+from workflow.verification.limits import LimitExceededError, Limits
 
 _STRUCTURE_KEYS = frozenset({"/P", "/Parent", "/AP", "/M", "/V", "/Kids", "/AcroForm", "/DSS"})
 
@@ -31,6 +32,8 @@ def check_revisions(
     issued: IssuedConsent,
     found: Findings,
     reviews: DiffPolicy,
+    *,
+    limits: Limits,
 ) -> None:
     """Rule 2: the signature is in the revision right after the issued consent, and that
     revision adds the signature and changes nothing else."""
@@ -74,7 +77,8 @@ def check_revisions(
         # (poppler's pdfsig rewrites the widget with /M and its old appearance
         # stream); what the reader sees is compared instead.
         issued_reader = PdfFileReader(BytesIO(issued.data), strict=emb.reader.strict)
-        suspicious = visible_state(issued_reader) != visible_state(signed)
+        budget = _Budget(limits.max_decoded)
+        suspicious = visible_state(issued_reader, budget) != visible_state(signed, budget)
     if suspicious:
         detail = f"fields {', '.join(sorted(extra))}" if extra else str(review)
         found.add(
@@ -91,7 +95,30 @@ def check_revisions(
         )
 
 
-def visible_state(reader: PdfFileReader) -> object:
+class _Budget:
+    """Decoded bytes the comparison may still hold: page content joined from streams
+    that pyHanko decodes once and caches, but that a page may reference many times."""
+
+    def __init__(self, left: int, nodes: int = 100_000) -> None:
+        self.left = left
+        self.nodes = nodes
+
+    def visit(self) -> None:
+        self.nodes -= 1
+        if self.nodes < 0:
+            raise LimitExceededError(
+                "comparing its revisions visits more objects than the limit allows"
+            )
+
+    def take(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise LimitExceededError(
+                "comparing its revisions needs more decoded page content than the limit allows"
+            )
+
+
+def visible_state(reader: PdfFileReader, budget: _Budget) -> object:
     """What a reader shows and runs, apart from signature fields: each page's geometry,
     content, resources and non-signature annotations, the catalogue's actions, and the
     value of every other form field."""
@@ -100,16 +127,28 @@ def visible_state(reader: PdfFileReader) -> object:
         page = page_ref.get_object()
         contents = page.get("/Contents")
         streams = contents if isinstance(contents, generic.ArrayObject) else [contents]
-        data = b"".join(s.get_object().data for s in streams if s is not None)
-        annots = [_plain(a) for a in page.get("/Annots", ()) if a.get_object().get("/FT") != "/Sig"]
+        parts = []
+        for stream in streams:
+            if stream is not None:
+                part = stream.get_object().data
+                budget.take(len(part))
+                parts.append(part)
+        data = b"".join(parts)
+        annots = [
+            _plain(a, budget)
+            for a in page.get("/Annots", ())
+            if a.get_object().get("/FT") != "/Sig"
+        ]
         keys = ("/MediaBox", "/CropBox", "/Rotate", "/Resources")
-        pages.append((data, annots, [_plain(page.get(k)) for k in keys]))
+        pages.append((data, annots, [_plain(page.get(k), budget) for k in keys]))
     catalog = {
-        k: _plain(v)
+        k: _plain(v, budget)
         for k, v in reader.root.items()
         if k not in ("/Pages", "/AcroForm", "/DSS", "/Metadata")
     }
-    values = {name: _plain(field.get_object().get("/V")) for name, field in _other_fields(reader)}
+    values = {
+        name: _plain(field.get_object().get("/V"), budget) for name, field in _other_fields(reader)
+    }
     return pages, catalog, values
 
 
@@ -132,22 +171,27 @@ def _other_fields(reader: PdfFileReader) -> Iterator[tuple[str, Any]]:
             yield str(field["/T"]), field
 
 
-def _plain(value: Any, depth: int = 0) -> object:
-    """A comparable copy of a PDF object, indirect references resolved (bounded depth,
-    structural back-links skipped)."""
+def _plain(value: Any, budget: _Budget, depth: int = 0) -> object:
+    """A comparable copy of a PDF object, indirect references resolved (bounded depth and
+    work, structural back-links skipped)."""
+    budget.visit()
     if depth > 12:
         return "…"
     if isinstance(value, generic.IndirectObject):
         value = value.get_object()  # type: ignore[no-untyped-call]
     if isinstance(value, generic.StreamObject):
         header = {k: v for k, v in value.items() if k not in ("/Length", "/Filter")}
-        return ("stream", value.data, _plain(header, depth + 1))
+        data = value.data
+        budget.take(len(data))
+        return ("stream", data, _plain(header, budget, depth + 1))
     if isinstance(value, dict):
         return tuple(
             sorted(
-                (str(k), _plain(v, depth + 1)) for k, v in value.items() if k not in _STRUCTURE_KEYS
+                (str(k), _plain(v, budget, depth + 1))
+                for k, v in value.items()
+                if k not in _STRUCTURE_KEYS
             )
         )
     if isinstance(value, generic.ArrayObject):
-        return tuple(_plain(v, depth + 1) for v in value)
+        return tuple(_plain(v, budget, depth + 1) for v in value)
     return value

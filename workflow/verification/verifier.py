@@ -17,6 +17,7 @@ import hashlib
 from typing import Any
 
 from cryptography import x509 as pyca_x509
+from pyhanko.pdf_utils.misc import PdfDecodeLimitError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
@@ -32,7 +33,12 @@ from workflow.signature_report import (
     SignaturePolicy,
     SignatureReport,
 )
-from workflow.verification.binding import bind
+from workflow.verification.binding import (
+    bind_ends,
+    file_revision_ends,
+    precheck,
+    scanned_ends,
+)
 from workflow.verification.etsi import ades_spec, etsi_report
 from workflow.verification.findings import (
     FORMAT_FAILURE,
@@ -43,7 +49,9 @@ from workflow.verification.findings import (
     indication_of,
     make_report,
 )
+from workflow.verification.limits import LimitExceededError, Limits
 from workflow.verification.pdf import (
+    Parsed,
     ReviewOnce,
     certification_of,
     embed,
@@ -64,7 +72,7 @@ class Verifier:
     anything online unless ``policy.fetch`` is set.
     """
 
-    def __init__(self, policy: SignaturePolicy) -> None:
+    def __init__(self, policy: SignaturePolicy, limits: Limits | None = None) -> None:
         """Load the trust roots; raise :class:`TrustRootError` naming an unreadable file."""
         if policy.revocation not in REVOCATION_MODES:
             raise ValueError(
@@ -72,6 +80,7 @@ class Verifier:
                 f"not {policy.revocation!r}"
             )
         self.policy = policy
+        self.limits = limits or Limits()
         roots: list[Any] = []
         for path in policy.trust_roots:
             roots.extend(load_certificates(path))
@@ -84,33 +93,73 @@ class Verifier:
         ``lookup`` is called in the caller's thread; the parsing and validation run in
         a worker thread so the caller's event loop is never blocked. Never raises.
         """
+        early = self._early(data)
+        if early is not None:
+            return early
+        parsed = await asyncio.to_thread(self._parse, data)
         try:
-            issued = bind(data, lookup)
+            issued = self._bind(data, parsed, lookup)
         except Exception as exc:
             return error_report(exc)
-        return await asyncio.to_thread(self._run, data, issued)
+        return await asyncio.to_thread(self._run, data, issued, parsed)
 
     def verify_sync(self, data: bytes, lookup: Lookup) -> SignatureReport:
         """Like :meth:`verify`, for callers without an event loop. Never raises."""
+        early = self._early(data)
+        if early is not None:
+            return early
+        parsed = self._parse(data)
         try:
-            issued = bind(data, lookup)
+            issued = self._bind(data, parsed, lookup)
         except Exception as exc:
             return error_report(exc)
-        return self._run(data, issued)
+        return self._run(data, issued, parsed)
 
-    def _run(self, data: bytes, issued: IssuedConsent | None) -> SignatureReport:
+    def _early(self, data: bytes) -> SignatureReport | None:
+        """The answer for a file that is no PDF or too big a task, before any parsing."""
+        if b"%PDF-" not in data[:1024]:
+            found = Findings()
+            found.add(CheckCode.NOT_PDF, False, "The file is not a PDF document.", FORMAT_FAILURE)
+            return make_report(found, Signer(), None)
         try:
-            return asyncio.run(self._verify(data, issued))
+            precheck(data, self.limits)
+        except LimitExceededError as exc:
+            return error_report(exc)
+        return None
+
+    def _parse(self, data: bytes) -> Parsed | Exception:
+        try:
+            return read_pdf(data, self.limits)
+        except Exception as exc:
+            return exc
+
+    def _bind(
+        self, data: bytes, parsed: Parsed | Exception, lookup: Lookup
+    ) -> IssuedConsent | None:
+        if isinstance(parsed, Exception):
+            return bind_ends(data, scanned_ends(data, self.limits), lookup)
+        try:
+            ends = file_revision_ends(data, parsed[0], self.limits)
+        except LimitExceededError:
+            return None  # rejected by _verify, which checks the same limit
+        return bind_ends(data, ends, lookup)
+
+    def _run(
+        self, data: bytes, issued: IssuedConsent | None, parsed: Parsed | Exception
+    ) -> SignatureReport:
+        try:
+            return asyncio.run(self._verify(data, issued, parsed))
+        except PdfDecodeLimitError as exc:  # pyHanko's decoding caps, set from our limits
+            return error_report(LimitExceededError(str(exc)), issued)
         except Exception as exc:  # rule 7: any exception is a rejection, never a crash
             return error_report(exc, issued)
 
-    async def _verify(self, data: bytes, issued: IssuedConsent | None) -> SignatureReport:
+    async def _verify(
+        self, data: bytes, issued: IssuedConsent | None, parsed: Parsed | Exception
+    ) -> SignatureReport:
         found = Findings()
         who = Signer()
         reference = issued.reference if issued else None
-        if b"%PDF-" not in data[:1024]:
-            found.add(CheckCode.NOT_PDF, False, "The file is not a PDF document.", FORMAT_FAILURE)
-            return make_report(found, who, reference)
         if issued is None:
             found.add(
                 CheckCode.NOT_ISSUED_HERE,
@@ -125,9 +174,10 @@ class Verifier:
                 True,
                 f"The file starts with the exact bytes of consent {issued.reference} as issued.",
             )
-        try:
-            reader, fields, note = read_pdf(data)
-        except Exception as exc:
+        if isinstance(parsed, PdfDecodeLimitError):
+            raise LimitExceededError(f"{parsed}")
+        if isinstance(parsed, Exception):
+            exc = parsed
             found.add(
                 CheckCode.UNUSABLE,
                 False,
@@ -135,6 +185,12 @@ class Verifier:
                 FORMAT_FAILURE,
             )
             return make_report(found, who, reference)
+        reader, fields, note = parsed
+        total = reader.xrefs.total_revisions
+        if total > self.limits.max_revisions:
+            raise LimitExceededError(
+                f"it has {total} revisions; the limit is {self.limits.max_revisions}"
+            )
         found.add(CheckCode.UNUSABLE, True, note)
         await self._check_signatures(
             reader=reader, data=data, fields=fields, issued=issued, found=found, who=who
@@ -207,7 +263,7 @@ class Verifier:
 
         # … in the revision directly after the issued document.
         if issued is not None and emb is not None:
-            check_revisions(emb, data, issued, found, reviews)
+            check_revisions(emb, data, issued, found, reviews, limits=self.limits)
         if emb is not None and status is not None:
             await self._check_commission(emb, status, found, who, reviews)
         self._rules.check_every_field(
