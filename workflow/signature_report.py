@@ -76,6 +76,8 @@ class SignaturePolicy:
     ``seal_certificate_sha256``: when the office seals, the SHA-256 of the seal
     certificate; the certification must then be present and intact.
     ``field`` is the signature field that must hold the Commission's signature.
+    ``signer_subject``: RFC 4514 attributes the signer's subject must all have, each
+    whole (or, if it is no RFC 4514 name, a regex over the whole subject).
     """
 
     trust_roots: tuple[Path, ...]
@@ -86,6 +88,8 @@ class SignaturePolicy:
     require_timestamp: bool = False
     seal_certificate_sha256: str | None = None
     field: str = COMMISSION_FIELD
+    #: SHA-256 of the office seal's SubjectPublicKeyInfo: never accepted as the signer.
+    seal_key_sha256: str | None = None
 
 
 @dataclass(frozen=True)

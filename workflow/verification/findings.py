@@ -75,6 +75,10 @@ class Signer:
     signing_time: datetime | None = None
     timestamp_time: datetime | None = None
     etsi_xml: str | None = None
+    name: Any = None  # the subject as a cryptography x509.Name
+    key_sha256: str | None = None  # SHA-256 of the signer's SubjectPublicKeyInfo
+    #: SHA-256 of the certificate and of the key of the file's own office seal.
+    seal_marks: frozenset[str] = frozenset()
 
 
 def ades_indication(indic: Any, default: Any) -> tuple[str, str | None]:

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography import x509 as pyca_x509
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
 from pyhanko.sign.diff_analysis import (
     ModificationLevel,
@@ -36,7 +37,6 @@ class Rules:
         """Compile ``policy``'s signer rules; ``roots`` are its trust roots, loaded."""
         self.policy = policy
         self._roots = roots
-        self._subject = re.compile(policy.signer_subject) if policy.signer_subject else None
         self._fingerprints = frozenset(
             _normalise_fingerprint(fp) for fp in policy.signer_fingerprints
         )
@@ -44,6 +44,9 @@ class Rules:
             _normalise_fingerprint(policy.seal_certificate_sha256)
             if policy.seal_certificate_sha256
             else None
+        )
+        self._seal_key = (
+            _normalise_fingerprint(policy.seal_key_sha256) if policy.seal_key_sha256 else None
         )
 
     @staticmethod
@@ -130,7 +133,14 @@ class Rules:
 
     def check_signer_policy(self, who: Signer, found: Findings) -> None:
         problems = []
-        if self._subject is not None and not self._subject.search(who.subject or ""):
+        seal = {self._seal, self._seal_key, *who.seal_marks} - {None}
+        if {who.sha256, who.key_sha256} & seal:
+            problems.append(
+                "it is the office seal's own certificate or key, which never stands for the "
+                "Commission"
+            )
+        rule = self.policy.signer_subject
+        if rule and (who.name is None or not subject_matches(rule, who.name)):
             problems.append(f"its subject {who.subject!r} does not match signer_subject")
         if self._fingerprints and who.sha256 not in self._fingerprints:
             problems.append("its SHA-256 is not among signer_fingerprints")
@@ -314,6 +324,19 @@ class Rules:
             if problems
             else "The office seal is intact and only permitted changes followed it.",
         )
+
+
+def subject_matches(rule: str, subject: pyca_x509.Name) -> bool:
+    """Whether ``subject`` has every attribute of ``rule`` (RFC 4514, e.g.
+    ``O=European Commission,C=BE``), each whole: ``OU=O=European Commission`` is an OU, so
+    it does not satisfy ``O=European Commission``. A rule that is no RFC 4514 name is a
+    regular expression that must match the whole subject, never a part of it."""
+    try:
+        wanted = pyca_x509.Name.from_rfc4514_string(rule)
+    except ValueError:
+        return re.fullmatch(rule, subject.rfc4514_string()) is not None
+    have = {(attribute.oid, attribute.value) for attribute in subject}
+    return all((attribute.oid, attribute.value) in have for attribute in wanted)
 
 
 def _validity_problem(cert: Any, moment: datetime) -> tuple[str, str] | None:

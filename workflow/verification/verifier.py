@@ -264,6 +264,11 @@ class Verifier:
         # … in the revision directly after the issued document.
         if issued is not None and emb is not None:
             check_revisions(emb, data, issued, found, reviews, limits=self.limits)
+        if certification is not None and certification is not emb:
+            seal = certification.signer_cert
+            who.seal_marks = frozenset(
+                hashlib.sha256(part.dump()).hexdigest() for part in (seal, seal.public_key)
+            )
         if emb is not None and status is not None:
             await self._check_commission(emb, status, found, who, reviews)
         self._rules.check_every_field(
@@ -288,7 +293,9 @@ class Verifier:
         cert = status.signing_cert
         der = cert.dump()
         who.sha256 = hashlib.sha256(der).hexdigest()
-        who.subject = pyca_x509.load_der_x509_certificate(der).subject.rfc4514_string()
+        who.name = pyca_x509.load_der_x509_certificate(der).subject
+        who.subject = who.name.rfc4514_string()
+        who.key_sha256 = hashlib.sha256(cert.public_key.dump()).hexdigest()
         who.signing_time = status.signer_reported_dt
         self._rules.check_integrity(status, found)
         await self._rules.check_trust(emb, status, found, who)
