@@ -62,11 +62,17 @@ class TrustRootError(Exception):
 
 @dataclass(frozen=True)
 class IssuedConsent:
-    """A consent as issued: its reference and exact bytes (``sha256`` is of ``data``)."""
+    """A consent as issued: its reference and exact bytes (``sha256`` is of ``data``).
+
+    ``superseded``: a newer consent replaced this one (``consentflow reissue``).
+    ``seal_sha256``: the SHA-256 of the seal certificate it was issued with, when known.
+    """
 
     reference: str
     sha256: str
     data: bytes
+    superseded: bool = False
+    seal_sha256: str | None = None
 
 
 @dataclass(frozen=True)

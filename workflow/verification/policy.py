@@ -10,13 +10,17 @@ from typing import Any
 from cryptography import x509 as pyca_x509
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
 from pyhanko.sign.diff_analysis import (
+    DiffPolicy,
+    DiffResult,
     ModificationLevel,
 )
+from pyhanko.sign.fields import MDPPerm
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from workflow.signature_report import (
     CheckCode,
+    IssuedConsent,
     SignaturePolicy,
 )
 from workflow.verification.findings import (
@@ -257,7 +261,10 @@ class Rules:
         statuses: dict[str, Any],
         failures: dict[str, str],
         found: Findings,
+        bound: int = 0,
     ) -> None:
+        """Rule 4: every filled signature field holds a signature that was validated
+        (``bound``: the office seal as issued, which the exact binding stands for)."""
         problems = [f"{n}: {why}" for n, why in sorted({**broken, **failures}.items())]
         if shared:
             problems.append(
@@ -267,7 +274,7 @@ class Rules:
             emb = embedded[name]
             if emb.sig_object_type == "/DocTimeStamp" and not (status.intact and status.valid):
                 problems.append(f"{name}: the document timestamp is damaged")
-        validated = len(statuses)
+        validated = len(statuses) + bound
         found.add(
             CheckCode.UNVALIDATED_SIGNATURE,
             not problems and validated == len(fields),
@@ -278,6 +285,58 @@ class Rules:
             + ".",
         )
 
+    def check_certification_as_issued(
+        self,
+        certification: EmbeddedPdfSignature | None,
+        issued: IssuedConsent,
+        issued_revisions: int,
+        reviews: DiffPolicy,
+        found: Findings,
+    ) -> None:
+        """Rule 5 for a file bound to an issued consent: the seal is judged as the consent
+        was issued. Its bytes are the issued bytes (rule 1), so its cryptographic
+        re-validation rests on that binding; what was changed after it is still reviewed."""
+        if certification is None:
+            found.add(
+                CheckCode.CERTIFICATION_BROKEN,
+                True,
+                f"Consent {issued.reference} was issued without an office seal, and is judged so.",
+            )
+            return
+        if certification.signed_revision >= issued_revisions:
+            found.add(
+                CheckCode.CERTIFICATION_BROKEN,
+                False,
+                "A certification was added after the consent was issued; only the office may "
+                "seal a consent, when it issues it.",
+            )
+            return
+        problems = []
+        sha = hashlib.sha256(certification.signer_cert.dump()).hexdigest()
+        if issued.seal_sha256 is not None and sha != issued.seal_sha256:
+            problems.append("it is not the seal recorded when the consent was issued")
+        review = reviews.review_file(
+            certification.reader,
+            certification.signed_revision,
+            field_mdp_spec=certification.fieldmdp,
+            doc_mdp=certification.docmdp_level,
+        )
+        allowed = (
+            ModificationLevel.LTA_UPDATES
+            if certification.docmdp_level == MDPPerm.NO_CHANGES
+            else ModificationLevel.FORM_FILLING
+        )
+        if not isinstance(review, DiffResult) or review.modification_level > allowed:
+            problems.append("changes other than form filling and signing were made after it")
+        found.add(
+            CheckCode.CERTIFICATION_BROKEN,
+            not problems,
+            "The office seal is broken: " + "; ".join(problems) + "."
+            if problems
+            else "The office seal is the one the consent was issued with, and only permitted "
+            "changes followed it.",
+        )
+
     def check_certification(
         self,
         certification: EmbeddedPdfSignature | None,
@@ -285,6 +344,7 @@ class Rules:
         failures: dict[str, str],
         found: Findings,
     ) -> None:
+        """Rule 5 for a file bound to no issued consent: the configured seal decides."""
         if certification is None:
             if self._seal is not None:
                 found.add(

@@ -33,11 +33,11 @@ def check_revisions(
     found: Findings,
     reviews: DiffPolicy,
     *,
+    issued_revisions: int,
     limits: Limits,
 ) -> None:
     """Rule 2: the signature is in the revision right after the issued consent, and that
     revision adds the signature and changes nothing else."""
-    issued_revisions = PdfFileReader(BytesIO(issued.data), strict=False).xrefs.total_revisions
     if emb.signed_revision != issued_revisions:
         found.add(
             CheckCode.REVISION_COUNT,

@@ -59,6 +59,7 @@ from workflow.verification.pdf import (
     read_pdf,
     validate,
     validation_context,
+    xref_section_ends,
 )
 from workflow.verification.policy import Rules
 from workflow.verification.revisions import check_revisions
@@ -192,6 +193,29 @@ class Verifier:
                 f"it has {total} revisions; the limit is {self.limits.max_revisions}"
             )
         found.add(CheckCode.UNUSABLE, True, note)
+        if issued is not None and issued.superseded:
+            found.add(
+                CheckCode.SUPERSEDED,
+                False,
+                f"The file is a copy of consent {issued.reference} as first issued, which a "
+                "newer consent has since replaced: the Commission must sign the new one.",
+            )
+            return make_report(found, who, reference)
+        if issued is not None and len(issued.data) == len(data):
+            found.add(
+                CheckCode.UNSIGNED,
+                False,
+                f"The file is consent {issued.reference} exactly as issued: it still needs the "
+                "Commission's signature (sign it in the CommissionSignature field, then put the "
+                "signed copy in signed/).",
+            )
+            found.add(
+                CheckCode.WRONG_FIELD,
+                False,
+                f"There is no signature in the {self.policy.field} field.",
+                FORMAT_FAILURE,
+            )
+            return make_report(found, who, reference)
         await self._check_signatures(
             reader=reader, data=data, fields=fields, issued=issued, found=found, who=who
         )
@@ -213,8 +237,25 @@ class Verifier:
         reviews = ReviewOnce()
         statuses: dict[str, Any] = {}
         failures: dict[str, str] = {}
+        certification = certification_of(embedded)
+        issued_revisions = None
+        if issued is not None:
+            size = len(issued.data)
+            issued_revisions = sum(1 for end in xref_section_ends(reader) if end <= size)
+        # SPEC 7.5: the seal issued with the consent is bound byte for byte, so it is not
+        # validated again (one signature validated, not two); later changes are reviewed.
+        as_issued = (
+            certification
+            if certification is not None
+            and issued_revisions is not None
+            and certification.field_name != name
+            and certification.signed_revision < issued_revisions
+            else None
+        )
         try:
             for field_name, each in embedded.items():
+                if each is as_issued:
+                    continue
                 try:
                     statuses[field_name] = await validate(each, context, reviews)
                 except Exception as exc:
@@ -232,6 +273,53 @@ class Verifier:
                 # The async API leaves fetcher sessions open when fetching is allowed.
                 await context.aclose()  # type: ignore[no-untyped-call]
 
+        self._check_field(name, fields, embedded, broken, found)
+        emb = embedded.get(name)
+        status = statuses.get(name)
+
+        # … in the revision directly after the issued document.
+        if issued is not None and issued_revisions is not None and emb is not None:
+            check_revisions(
+                emb,
+                data,
+                issued,
+                found,
+                reviews,
+                issued_revisions=issued_revisions,
+                limits=self.limits,
+            )
+        if certification is not None and certification is not emb:
+            seal = certification.signer_cert
+            who.seal_marks = frozenset(
+                hashlib.sha256(part.dump()).hexdigest() for part in (seal, seal.public_key)
+            )
+        if emb is not None and status is not None:
+            await self._check_commission(emb, status, found, who, reviews)
+        self._rules.check_every_field(
+            fields=fields,
+            embedded=embedded,
+            broken=broken,
+            shared=shared,
+            statuses=statuses,
+            failures=failures,
+            found=found,
+            bound=0 if as_issued is None else 1,
+        )
+        if issued is not None and issued_revisions is not None:
+            self._rules.check_certification_as_issued(
+                certification, issued, issued_revisions, reviews, found
+            )
+        else:
+            self._rules.check_certification(certification, statuses, failures, found)
+
+    @staticmethod
+    def _check_field(
+        name: str,
+        fields: list[tuple[str, Any, Any]],
+        embedded: dict[str, EmbeddedPdfSignature],
+        broken: dict[str, str],
+        found: Findings,
+    ) -> None:
         # Rule 2: the signature sits in CommissionSignature …
         if name in broken:
             found.add(
@@ -257,30 +345,6 @@ class Verifier:
             found.add(
                 CheckCode.WRONG_FIELD, True, f"The Commission's signature is in the {name} field."
             )
-        emb = embedded.get(name)
-        status = statuses.get(name)
-        certification = certification_of(embedded)
-
-        # … in the revision directly after the issued document.
-        if issued is not None and emb is not None:
-            check_revisions(emb, data, issued, found, reviews, limits=self.limits)
-        if certification is not None and certification is not emb:
-            seal = certification.signer_cert
-            who.seal_marks = frozenset(
-                hashlib.sha256(part.dump()).hexdigest() for part in (seal, seal.public_key)
-            )
-        if emb is not None and status is not None:
-            await self._check_commission(emb, status, found, who, reviews)
-        self._rules.check_every_field(
-            fields=fields,
-            embedded=embedded,
-            broken=broken,
-            shared=shared,
-            statuses=statuses,
-            failures=failures,
-            found=found,
-        )
-        self._rules.check_certification(certification, statuses, failures, found)
 
     async def _check_commission(
         self,
