@@ -23,6 +23,7 @@ import typer
 
 from forms.eoi import FORM_NAME, FORM_VERSION, Lang
 from forms.errors import UnusableDocument
+from workflow import cli_reissue as _cli_reissue
 from workflow.config import ConfigError, Settings, load_settings
 from workflow.intake import FolderError
 from workflow.records import application_json, event_json, summary_json
@@ -663,6 +664,9 @@ def demo_pki(directory: Path) -> None:
     typer.echo(f"wrote a DEMO PKI (not for production) to {directory}")
     typer.echo("add these lines to consentflow.toml:\n")
     typer.echo(pki.config_text)
+
+
+app.command("reissue")(_cli_reissue.reissue)
 
 
 def main() -> None:

@@ -289,7 +289,9 @@ def build_applications(
             seal_key_sha256=seal_key_sha256,
         )
     )
-    return Applications(store, settings, sealer=sealer, verifier=verifier, clock=clock)
+    return Applications(
+        store, settings, sealer=sealer, verifier=verifier, clock=clock, seal_sha256=seal_sha256
+    )
 
 
 __all__ = ["Claimed", "Engine", "StopSignal", "build_applications"]
