@@ -6,10 +6,10 @@ space of an idle verifier process plus 300 MiB. A process killed by SIGXCPU or d
 MemoryError prints no JSON answer and fails its case. The files are made here, from a
 consent issued and signed with the test PKI:
 
-- 10,000 ``%%EOF`` lines (with and without a PDF header),
+- 10,000 ``%%EOF`` lines (with and without a PDF header), and 1 MB of them,
 - 1,000 revisions (one ``startxref`` each, and a single ``startxref`` with 1,000 /Prev links),
 - 20 MB (a signed consent padded to the limit), and one byte over,
-- a signing revision whose page content refers 100 times to one stream of 1 MiB,
+- a signing revision whose page content refers 100 times to one stream of 4 MiB,
 - a 1 GiB compressed bomb in the signature dictionary,
 - 100,000 nested arrays after the signature.
 """
@@ -109,6 +109,11 @@ def _eof_lines(issued: bytes, signed: bytes, pki: TestPki) -> bytes:
     return b"%%EOF\n" * 10_000
 
 
+def _eof_lines_1mb(issued: bytes, signed: bytes, pki: TestPki) -> bytes:
+    """The issue's file: 1 MB of ``%%EOF`` lines (192 s of prefix hashing before the fix)."""
+    return b"%%EOF\n" * (MIB // 6)
+
+
 def _pdf_eof_lines(issued: bytes, signed: bytes, pki: TestPki) -> bytes:
     return b"%PDF-1.7\n" + b"%%EOF\n" * 10_000
 
@@ -173,7 +178,7 @@ def _padded(total: int) -> Callable[[bytes, bytes, TestPki], bytes]:
 
 def _stream_referenced_100_times(issued: bytes, signed: bytes, pki: TestPki) -> bytes:
     writer: Any = IncrementalPdfFileWriter(BytesIO(issued))
-    content = generic.StreamObject(stream_data=b"0 0 m\n" * (MIB // 6))
+    content = generic.StreamObject(stream_data=b"0 0 m\n" * (4 * MIB // 6))
     content.compress()
     ref = writer.add_object(content)
     page = writer.root["/Pages"]["/Kids"][0].get_object()
@@ -225,6 +230,7 @@ ANY_REJECTION = frozenset(
 
 CASES = {
     "eof_lines": Case(_eof_lines, frozenset({"not_pdf"})),
+    "eof_lines_1mb": Case(_eof_lines_1mb, frozenset({"not_pdf"})),
     "pdf_header_eof_lines": Case(_pdf_eof_lines, frozenset({"not_issued_here", "unusable"})),
     "revisions_1000": Case(_thousand_revisions, frozenset({"too_complex"})),
     "linked_sections_1000": Case(_thousand_linked_sections, frozenset({"too_complex"})),
