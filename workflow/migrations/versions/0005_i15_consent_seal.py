@@ -1,7 +1,7 @@
 """Documents: the seal certificate each consent was issued with (SPEC 7.5).
 
 Revision ID: 0005_i15
-Revises: 0004_i13
+Revises: 0008_i18b (for now; the fixed chain has 0004_i13, see below)
 Create Date: 2026-11-29
 """
 
@@ -13,7 +13,10 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_i15"
-down_revision: str | None = "0004_i13"
+# The team's fixed chain is 0004_i13 → 0005_i15 → 0006_i15b → … → 0008_i18b; while
+# 0008_i18b sits on main directly after 0004_i13, this follows main's head and the lead
+# re-points both at merge (0005_i15 → "0004_i13", 0008_i18b → "0007_i18").
+down_revision: str | None = "0008_i18b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
