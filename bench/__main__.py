@@ -410,9 +410,10 @@ def _verification(run: Run, home: Home, floor: Floor, work: Path) -> None:
         files = peer_files[: options.pyhanko_files]
         _step(f"verification: `pyhanko sign validate` on {len(files)} files, one process each")
         root = str(home.pki.root_pem)
+        office = str(home.pki.office_root_pem or root)  # the seal's own issuer (issue 15)
         cli_rate, ok = _per_file(
-            lambda path: [str(cli), "sign", "validate", "--trust", root, "--trust-replace",
-                          "--no-revocation-check", str(path)],
+            lambda path: [str(cli), "sign", "validate", "--trust", root, "--trust", office,
+                          "--trust-replace", "--no-revocation-check", str(path)],
             files,
         )  # fmt: skip
         if ok != len(files):

@@ -77,7 +77,7 @@ def measure_floor(docs: list[bytes], pki: DemoPki) -> Floor:
     """Run every library step on each of ``docs`` (valid EOIs); return the mean costs."""
     seal = Signer.from_p12(pki.seal_p12)
     commission = Signer.from_p12(pki.signer_p12)
-    root = load_cert_from_pemder(str(pki.root_pem))  # type: ignore[no-untyped-call]
+    root = demo_roots(pki)
     clock = _Clock()
     floor = Floor()
     with _frozen_heap():
@@ -129,9 +129,16 @@ def _add_field(body: bytes) -> bytes:
     return out.getvalue()
 
 
-def _validate(data: bytes, root: Any) -> None:
+def demo_roots(pki: DemoPki) -> list[Any]:
+    """The demo Commission root and the office CA that issues the seal (since issue 15 the
+    seal has an issuer of its own): pyHanko alone validates both signatures against them."""
+    paths = [pki.root_pem, *([pki.office_root_pem] if pki.office_root_pem else [])]
+    return [load_cert_from_pemder(str(path)) for path in paths]  # type: ignore[no-untyped-call]
+
+
+def _validate(data: bytes, root: list[Any]) -> None:
     # A fresh context per document, as the engine does: contexts accumulate state.
-    context = ValidationContext(trust_roots=[root], allow_fetching=False)
+    context = ValidationContext(trust_roots=root, allow_fetching=False)
     reader = PdfFileReader(io.BytesIO(data))
     for embedded in reader.embedded_signatures:
         status = validate_pdf_signature(embedded, signer_validation_context=context)

@@ -26,12 +26,10 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from pyhanko.keys import load_cert_from_pemder
-
 from bench.__main__ import Run, _step, _verification, parse
 from bench.corpus import Corpus
 from bench.engine import Home
-from bench.floor import _add_field, _validate, measure_floor
+from bench.floor import _add_field, _validate, demo_roots, measure_floor
 from bench.report import print_run
 from forms.consent import render_consent_body
 from forms.eoi import EOI
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     pki = make_demo_pki(work / "pki")
     seal = Signer.from_p12(pki.seal_p12)
     commission = Signer.from_p12(pki.signer_p12)
-    root = load_cert_from_pemder(str(pki.root_pem))  # type: ignore[no-untyped-call]
+    root = demo_roots(pki)
     corpus = Corpus(2)
     issued: dict[str, IssuedConsent] = {}
     signed: list[bytes] = []

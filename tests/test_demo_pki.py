@@ -58,3 +58,43 @@ def test_demo_pki_signs_a_consent_that_verifies(tmp_path: Path) -> None:
     assert report.accepted, report.failed
     codes = {c.code for c in report.checks if c.ok}
     assert {"certification_broken", "signer_policy", "untrusted_chain"} <= codes
+
+
+def test_seal_and_signer_have_separate_issuers(tmp_path: Path) -> None:
+    """The seal is issued by an office CA of its own, not by the Commission's demo root."""
+    demo = make_demo_pki(tmp_path / "pki")
+    root = x509.load_pem_x509_certificate(demo.root_pem.read_bytes())
+    signer = x509.load_pem_x509_certificate(demo.signer_pem.read_bytes())
+    seal = x509.load_pem_x509_certificate(demo.seal_pem.read_bytes())
+    assert signer.issuer == root.subject
+    assert seal.issuer != root.subject
+    assert demo.office_root_pem is not None
+    office = x509.load_pem_x509_certificate(demo.office_root_pem.read_bytes())
+    assert seal.issuer == office.subject
+
+
+def test_seal_cannot_sign_for_the_commission_under_any_policy(tmp_path: Path) -> None:
+    """The office seal's p12 used as the Commission's signer is refused, even with no
+    signer rule at all and no seal configured (the file's own certification names it)."""
+    logging.getLogger("pyhanko").setLevel(logging.ERROR)
+    demo = make_demo_pki(tmp_path)
+    consent = issued_consent("CF-2026-0301")
+    seal = Signer.from_p12(demo.seal_p12)
+    sealed = certify(consent.data, seal)
+    issued = IssuedConsent(consent.reference, hashlib.sha256(sealed).hexdigest(), sealed)
+    forged = sign_consent(sealed, seal)
+    assert demo.office_root_pem is not None
+    roots = (demo.root_pem, demo.office_root_pem)
+    for policy in (
+        SignaturePolicy(trust_roots=roots),  # trusts the office CA too, no signer rule
+        SignaturePolicy(trust_roots=roots, seal_certificate_sha256=seal.sha256),
+        SignaturePolicy(trust_roots=roots, seal_key_sha256=seal.key_sha256),
+    ):
+        report = Verifier(policy).verify_sync(forged, lookup_for(issued))
+        assert not report.accepted
+        assert "signer_policy" in {c.code for c in report.failed}, report.failed
+    # Unsealed consent, seal key configured: refused by the key alone.
+    forged = sign_consent(consent.data, seal)
+    policy = SignaturePolicy(trust_roots=roots, seal_key_sha256=seal.key_sha256)
+    report = Verifier(policy).verify_sync(forged, lookup_for(consent))
+    assert [c.code for c in report.failed] == ["signer_policy"]

@@ -119,10 +119,11 @@ def test_rejected_signature_is_recorded_and_failed(home: Path, engine: Engine) -
 
 
 def test_unknown_document_is_not_issued_here(home: Path, engine: Engine) -> None:
-    """A PDF that matches no issued consent is rejected as not_issued_here."""
+    """A PDF that matches no issued consent is rejected: an EOI as being in the wrong folder
+    (SPEC 7), any other PDF as not_issued_here."""
     (home / "signed" / "stranger.pdf").write_bytes(filled_eoi())
     assert wait_for((home / "failed" / "stranger.pdf.error.json").is_file)
     error = json.loads((home / "failed" / "stranger.pdf.error.json").read_text())
-    assert error["code"] == "not_issued_here"
+    assert error["code"] == "wrong_folder"
     assert cli(home, "verify", str(home / "failed" / "stranger.pdf"))[0] == 1
     assert cli(home, "verify", str(home / "consentflow.toml"))[0] == 2

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC
 from io import BytesIO
 from pathlib import Path
@@ -557,20 +558,45 @@ def test_rejects_broken_certification(pki: TestPki, consent: IssuedConsent) -> N
     assert_rejected(report, "certification_broken")
 
 
-def test_rejects_missing_certification(pki: TestPki, consent: IssuedConsent) -> None:
-    """When the office seals, an unsealed consent is rejected."""
+def test_seal_configured_later_does_not_reject_an_unsealed_consent(
+    pki: TestPki, consent: IssuedConsent
+) -> None:
+    """SPEC 7.5: the seal is judged as the consent was issued; one issued without a seal
+    is not rejected because a seal was configured later (the README's walkthrough)."""
     signed = commission_sign(consent.data, pki)
     report = verify(pki, signed, consent, seal_certificate_sha256=pki.sha256("seal"))
-    assert_rejected(report, "certification_broken")
+    assert report.accepted, report.failed
+    assert "without an office seal" in _check(report, "certification_broken").message
 
 
-def test_rejects_certification_by_another_key(pki: TestPki, consent: IssuedConsent) -> None:
-    """A certification made with a key other than the configured seal."""
+def test_seal_rotated_later_does_not_reject_a_sealed_consent(
+    pki: TestPki, consent: IssuedConsent
+) -> None:
+    """A consent sealed with the seal of its day stays acceptable after the seal changed."""
     sealed = _sealed(pki, consent)
     report = verify(
         pki, commission_sign(sealed.data, pki), sealed, seal_certificate_sha256="ab" * 32
     )
+    assert report.accepted, report.failed
+
+
+def test_rejects_certification_other_than_recorded(pki: TestPki, consent: IssuedConsent) -> None:
+    """A certification made with a key other than the seal recorded at issue."""
+    sealed = _sealed(pki, consent)
+    recorded = replace(sealed, seal_sha256="ab" * 32)
+    report = verify(pki, commission_sign(sealed.data, pki), recorded)
     assert_rejected(report, "certification_broken")
+
+
+def test_rejects_certification_added_after_issue(pki: TestPki, consent: IssuedConsent) -> None:
+    """A certification in the Commission's revision is no seal of the office."""
+    signed = commission_sign(_sealed(pki, consent).data, pki)
+    report = verify(pki, signed, consent)
+    assert not report.accepted
+
+
+def _check(report: SignatureReport, code: str) -> Any:
+    return next(check for check in report.checks if check.code == code)
 
 
 # --- unusable input and errors ------------------------------------------------------------
@@ -765,3 +791,21 @@ def _flip_hex(data: bytes, at: int) -> bytes:
     digit = data[at : at + 1]
     replacement = b"0" if digit != b"0" else b"1"
     return data[:at] + replacement + data[at + 1 :]
+
+
+def test_unsigned_consent_says_it_still_needs_the_signature(consent: IssuedConsent) -> None:
+    """SPEC 7: the issued consent itself is rejected with a sentence saying what is missing."""
+    report = Verifier(SignaturePolicy(trust_roots=())).verify_sync(
+        consent.data, lookup_for(consent)
+    )
+    assert report.failed[0].code == "unsigned"
+    assert "still needs the Commission's signature" in report.failed[0].message
+    assert report.reference == consent.reference
+
+
+def test_signed_copy_of_a_superseded_consent(pki: TestPki, consent: IssuedConsent) -> None:
+    """A signed copy of a consent that `reissue` replaced is rejected as superseded."""
+    signed = commission_sign(consent.data, pki)
+    report = verify(pki, signed, replace(consent, superseded=True))
+    assert report.failed[0].code == "superseded"
+    assert report.reference == consent.reference

@@ -62,12 +62,15 @@ class Applications:
         verifier: Verifier | None = None,
         log: logging.Logger | None = None,
         clock: Callable[[], datetime] | None = None,
+        seal_sha256: str | None = None,
     ) -> None:
+        """``seal_sha256``: the SHA-256 of ``sealer``'s certificate, recorded per consent."""
         self.store = store
         self.settings = settings
         self.archive = Archive(settings.archive, Access(settings.files.gid_for("archive")))
         self.outbox_access = Access(settings.files.gid_for("outbox"))
         self.sealer = sealer
+        self.seal_sha256 = seal_sha256 if sealer is not None else None
         self.verifier = verifier
         self.log = log or logging.getLogger("consentflow.applications")
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -232,10 +235,13 @@ class Applications:
 
     def issued_lookup(self, sha256: str) -> IssuedConsent | None:
         """The issued consent whose exact bytes have this SHA-256 (binding, SPEC §7 rule 1)."""
-        reference = self.store.issued_reference(sha256)
-        if reference is None:
+        record = self.store.issued_record(sha256)
+        if record is None:
             return None
-        return IssuedConsent(reference, sha256, self.archive.get(sha256))
+        reference, seal, superseded = record
+        return IssuedConsent(
+            reference, sha256, self.archive.get(sha256), superseded=superseded, seal_sha256=seal
+        )
 
     def verify(self, data: bytes) -> SignatureReport:
         """Verify a signed consent against the issued consents, recording nothing."""
@@ -251,10 +257,16 @@ class Applications:
         """
         data, sha256 = claimed.data, claimed.sha256
         known = self.store.known_document(sha256)
-        if known is not None:
+        if known is not None and known.kind == "eoi":
+            raise _wrong_folder(self._reference_of(known))
+        # The issued consent itself is verified (and refused as unsigned, recorded on its
+        # application); a signed copy received again is a duplicate.
+        if known is not None and known.kind != "consent":
             with self.store.tx() as tx:
                 return self._duplicate(tx, claimed, known, sha256)
         report = self.verify(data)
+        if not report.accepted and report.reference is None and _reads_as_eoi(data):
+            raise _wrong_folder(None)
         self.archive.put(data, sha256=sha256)
         report_json = report.to_json()
         evidence = report_json.pop("etsi_report_xml", None)
@@ -330,6 +342,13 @@ class Applications:
             {"report": report_json},
         )
 
+    def _reference_of(self, known: KnownDocument) -> str | None:
+        if known.application_id is None:
+            return None
+        with self.store.tx() as tx:
+            app = tx.application_by_id(known.application_id)
+            return app.reference if app is not None else None
+
     # -- the office's decisions ---------------------------------------------------------
 
     def retry(self, names: Sequence[str], *, actor: str) -> list[str]:
@@ -393,6 +412,7 @@ class Applications:
                     size=len(data),
                     original_name=f"{reference}.pdf",
                     application_id=app.id,
+                    seal_sha256=self.seal_sha256,
                 )
                 tx.move(
                     app,
@@ -403,6 +423,7 @@ class Applications:
                         "sha256": sha256,
                         "length": len(data),
                         "sealed": self.sealer is not None,
+                        "seal_sha256": self.seal_sha256,
                     },
                 )
         except (TransitionError, DecisionError):
@@ -414,6 +435,70 @@ class Applications:
         path = self.place_in_outbox(reference, data)
         self.log.info(
             "%s: consent issued (%s, %d bytes) -> %s", reference, sha256[:12], len(data), path
+        )
+        return Issued(reference, sha256, len(data), path)
+
+    def reissue(self, reference: str, *, actor: str, reason: str) -> Issued:
+        """Replace the consent of a ``consent_issued`` application (SPEC §7), for instance
+        after the seal or the applicant's data changed: a new consent is rendered, sealed as
+        configured now, archived and placed in ``outbox/``; the old one is superseded, and a
+        signed copy of it is rejected as ``superseded``."""
+        if not reason.strip():
+            raise DecisionError("a reissue needs a reason (--reason TEXT): it is recorded")
+        app = self.store.application(reference)
+        if app is None:
+            raise DecisionError(f"no application {reference}")
+        if app.state != State.CONSENT_ISSUED:
+            raise DecisionError(
+                f"{reference} is {app.state}: only a consent_issued application's consent "
+                "can be reissued"
+            )
+        eoi = EOI.from_fields({**app.fields, "lang": app.lang})
+        data = render_consent(eoi, reference=reference, issued_at=self.clock(), lang=Lang(app.lang))
+        if self.sealer is not None:
+            data = self.sealer(data)
+        draft = self.archive.draft(data)
+        sha256 = draft.sha256
+        try:
+            with self.store.tx() as tx:
+                app = self._locked(tx, reference)
+                assert app.id is not None
+                if app.state != State.CONSENT_ISSUED:
+                    raise DecisionError(f"{reference} is {app.state}: nothing to reissue")
+                old = app.issued_sha256
+                if old == sha256:
+                    raise DecisionError(f"{reference}: the new consent would be the same bytes")
+                self.archive.commit_draft(draft)
+                app.issued_sha256 = sha256
+                app.issued_length = len(data)
+                tx.add_document(
+                    sha256=sha256,
+                    kind="consent",
+                    size=len(data),
+                    original_name=f"{reference}.pdf",
+                    application_id=app.id,
+                    seal_sha256=self.seal_sha256,
+                )
+                tx.append_event(
+                    "reissued",
+                    actor=actor,
+                    reference=reference,
+                    reason=reason.strip(),
+                    data={
+                        "sha256": sha256,
+                        "length": len(data),
+                        "sealed": self.sealer is not None,
+                        "seal_sha256": self.seal_sha256,
+                        "superseded": old,
+                    },
+                )
+        except (TransitionError, DecisionError):
+            self.archive.discard(draft)
+            raise
+        self.archive.discard(draft)
+        path = self.place_in_outbox(reference, data)
+        self.log.info(
+            "%s: consent reissued (%s, %d bytes) -> %s", reference, sha256[:12], len(data), path
         )
         return Issued(reference, sha256, len(data), path)
 
@@ -499,3 +584,22 @@ class Applications:
         if app is None:
             raise DecisionError(f"no application {reference}")
         return app
+
+
+def _reads_as_eoi(data: bytes) -> bool:
+    """Whether ``data`` is an expression of interest (read as the inbox reads one)."""
+    try:
+        read_eoi(data)
+    except Exception:
+        return False
+    return True
+
+
+def _wrong_folder(reference: str | None) -> PermanentError:
+    which = f" (application {reference})" if reference else ""
+    return PermanentError(
+        "wrong_folder",
+        f"The file is an expression of interest{which}, not a consent signed by the "
+        "Commission: it is in the wrong folder. Put expressions of interest in inbox/; "
+        "signed/ takes only consents the Commission has signed.",
+    )

@@ -918,6 +918,9 @@ def demo_pki(directory: Path, force: ForceOpt = False) -> None:
 
 
 from workflow import cli_life  # noqa: E402, F401 - registers profile, publish, suspend, …
+from workflow import cli_reissue  # noqa: E402 - light: imports its work when run
+
+app.command("reissue")(cli_reissue.reissue)
 
 
 def main() -> None:

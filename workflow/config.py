@@ -186,7 +186,11 @@ class SignatureSettings(_Section):
     trust_roots: tuple[Path, ...] = Field(
         (), description="PEM files: the only trust anchors (relative to the home folder)"
     )
-    signer_subject: str = Field("", description="regex over the signer's RFC 4514 subject")
+    signer_subject: str = Field(
+        "",
+        description="RFC 4514 attributes the signer must have, each whole (else a regex over "
+        "the whole subject)",
+    )
     signer_fingerprints: tuple[str, ...] = Field(
         (), description="SHA-256 (hex) of accepted signer certificates; empty: any"
     )

@@ -25,6 +25,7 @@ from workflow.archive import make_dir
 ROOT_NAME = "consentflow DEMO Commission root — NOT FOR PRODUCTION"
 SIGNER_NAME = "consentflow DEMO Commission signer — NOT FOR PRODUCTION"
 SEAL_NAME = "consentflow DEMO office seal — NOT FOR PRODUCTION"
+OFFICE_ROOT_NAME = "consentflow DEMO office CA — NOT FOR PRODUCTION"
 _ORG = "consentflow demo"
 _VALIDITY = timedelta(days=2 * 365)
 
@@ -41,6 +42,8 @@ class DemoPki:
     signer_sha256: str
     seal_sha256: str
     config_lines: tuple[str, ...]
+    #: The office's own CA, issuer of the seal: never a Commission trust root.
+    office_root_pem: Path | None = None
 
     @property
     def config_text(self) -> str:
@@ -75,12 +78,23 @@ def make_demo_pki(directory: Path, *, now: datetime | None = None) -> DemoPki:
         start=start,
         ca=False,
     )
+    # The seal has an issuer of its own: a seal certificate must never chain to the
+    # Commission's trust roots, so it cannot pass for the Commission's signature.
+    office_key = ec.generate_private_key(ec.SECP256R1())
+    office = _certificate(
+        subject=_name(OFFICE_ROOT_NAME),
+        issuer=_name(OFFICE_ROOT_NAME),
+        public_key=office_key.public_key(),
+        issuer_key=office_key,
+        start=start,
+        ca=True,
+    )
     seal_key = ec.generate_private_key(ec.SECP256R1())
     seal = _certificate(
         subject=_name(SEAL_NAME),
-        issuer=root.subject,
+        issuer=office.subject,
         public_key=seal_key.public_key(),
-        issuer_key=root_key,
+        issuer_key=office_key,
         start=start,
         ca=False,
     )
@@ -90,7 +104,8 @@ def make_demo_pki(directory: Path, *, now: datetime | None = None) -> DemoPki:
         directory / "commission-signer.p12", _p12("signer", signer_key, signer, root), _PRIVATE
     )
     seal_pem = _write(directory / "office-seal.pem", _pem(seal), _PUBLIC)
-    seal_p12 = _write(directory / "office-seal.p12", _p12("seal", seal_key, seal, root), _PRIVATE)
+    office_pem = _write(directory / "office-root.pem", _pem(office), _PUBLIC)
+    seal_p12 = _write(directory / "office-seal.p12", _p12("seal", seal_key, seal, office), _PRIVATE)
     signer_sha = _sha256(signer)
     seal_sha = _sha256(seal)
     lines = (
@@ -113,6 +128,7 @@ def make_demo_pki(directory: Path, *, now: datetime | None = None) -> DemoPki:
         signer_sha256=signer_sha,
         seal_sha256=seal_sha,
         config_lines=lines,
+        office_root_pem=office_pem,
     )
 
 

@@ -280,12 +280,13 @@ def build_applications(
     """
     sealer: Sealer | None = None
     seal_sha256: str | None = None
+    seal_key_sha256: str | None = None
     if settings.seal.p12 is not None:
         passphrase = os.environ.get(settings.seal.passphrase_env)
         seal = Signer.from_p12(
             settings.resolve(settings.seal.p12), passphrase.encode() if passphrase else None
         )
-        seal_sha256 = seal.sha256
+        seal_sha256, seal_key_sha256 = seal.sha256, seal.key_sha256
 
         def sealer(data: bytes) -> bytes:
             return certify(data, seal)
@@ -305,9 +306,12 @@ def build_applications(
             fetch=signature.fetch,
             require_timestamp=signature.require_timestamp,
             seal_certificate_sha256=seal_sha256,
+            seal_key_sha256=seal_key_sha256,
         )
     )
-    return Applications(store, settings, sealer=sealer, verifier=verifier, clock=clock)
+    return Applications(
+        store, settings, sealer=sealer, verifier=verifier, clock=clock, seal_sha256=seal_sha256
+    )
 
 
 __all__ = ["Claimed", "Engine", "StopSignal", "build_applications"]

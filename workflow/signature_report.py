@@ -41,6 +41,11 @@ class CheckCode(StrEnum):
     CERTIFICATION_BROKEN = "certification_broken"
     SIGNATURE_STATUS = "signature_status"
     ERROR = "error"
+    # SPEC §7 rule 8 and the files of signed/ that are no signed consent.
+    TOO_COMPLEX = "too_complex"
+    UNSIGNED = "unsigned"
+    WRONG_FOLDER = "wrong_folder"
+    SUPERSEDED = "superseded"
 
 
 class TrustRootError(Exception):
@@ -57,11 +62,17 @@ class TrustRootError(Exception):
 
 @dataclass(frozen=True)
 class IssuedConsent:
-    """A consent as issued: its reference and exact bytes (``sha256`` is of ``data``)."""
+    """A consent as issued: its reference and exact bytes (``sha256`` is of ``data``).
+
+    ``superseded``: a newer consent replaced this one (``consentflow reissue``).
+    ``seal_sha256``: the SHA-256 of the seal certificate it was issued with, when known.
+    """
 
     reference: str
     sha256: str
     data: bytes
+    superseded: bool = False
+    seal_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,8 @@ class SignaturePolicy:
     ``seal_certificate_sha256``: when the office seals, the SHA-256 of the seal
     certificate; the certification must then be present and intact.
     ``field`` is the signature field that must hold the Commission's signature.
+    ``signer_subject``: RFC 4514 attributes the signer's subject must all have, each
+    whole (or, if it is no RFC 4514 name, a regex over the whole subject).
     """
 
     trust_roots: tuple[Path, ...]
@@ -81,6 +94,8 @@ class SignaturePolicy:
     require_timestamp: bool = False
     seal_certificate_sha256: str | None = None
     field: str = COMMISSION_FIELD
+    #: SHA-256 of the office seal's SubjectPublicKeyInfo: never accepted as the signer.
+    seal_key_sha256: str | None = None
 
 
 @dataclass(frozen=True)

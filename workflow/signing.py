@@ -81,6 +81,8 @@ class Signer:
     sha256: str
     bytes_reserved: int
     _pyhanko: Any
+    #: SHA-256 of the certificate's SubjectPublicKeyInfo (the key, whatever certifies it).
+    key_sha256: str = ""
 
     @classmethod
     def from_p12(cls, path: Path, passphrase: bytes | None = None) -> Signer:
@@ -140,6 +142,11 @@ class Signer:
             sha256=hashlib.sha256(der).hexdigest(),
             bytes_reserved=size,
             _pyhanko=inner,
+            key_sha256=hashlib.sha256(
+                certificate.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            ).hexdigest(),
         )
 
 

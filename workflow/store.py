@@ -139,6 +139,9 @@ class Document(SQLModel, table=True):
     original_name: str = ""
     application_id: int | None = Field(default=None, foreign_key="applications.id", index=True)
     created_at: datetime = _utc_field()
+    #: For a consent: SHA-256 of the seal certificate it was issued with; None when issued
+    #: unsealed (the event says "sealed") or before this was recorded (migration 0005_i15).
+    seal_sha256: str | None = None
 
 
 class IntakeItem(SQLModel, table=True):
@@ -691,6 +694,20 @@ class Store:
                 select(Application.reference).where(Application.issued_sha256 == sha256)
             ).first()
 
+    def issued_record(self, sha256: str) -> tuple[str, str | None, bool] | None:
+        """``(reference, seal SHA-256, superseded)`` of the consent issued with these bytes:
+        the current consent of an application, or one a reissue replaced."""
+        with Session(self._reader) as session:
+            row = session.exec(
+                select(Application.reference, Application.issued_sha256, Document.seal_sha256)
+                .join(Document, col(Document.application_id) == col(Application.id))
+                .where(Document.sha256 == sha256, Document.kind == "consent")
+            ).first()
+        if row is None or row[0] is None:
+            return None
+        reference, current, seal = row
+        return reference, seal, current != sha256
+
     # -- the dashboard's reads (SPEC §10) ------------------------------------------
 
     def page_applications(
@@ -970,13 +987,16 @@ class KnownDocument:
 
     sha256: str
     application_id: int | None
+    kind: str | None = None  # eoi | consent | signed
 
 
 def _known_document(connection: Connection, sha256: str) -> KnownDocument | None:
     row = connection.execute(
-        core_select(_DOCUMENTS.c.application_id).where(_DOCUMENTS.c.sha256 == sha256)
+        core_select(_DOCUMENTS.c.application_id, _DOCUMENTS.c.kind).where(
+            _DOCUMENTS.c.sha256 == sha256
+        )
     ).first()
-    return KnownDocument(sha256, row[0]) if row else None
+    return KnownDocument(sha256, row[0], row[1]) if row else None
 
 
 @dataclass(frozen=True)
@@ -1132,9 +1152,16 @@ class Tx:
         return _known_document(self._connection(), sha256)
 
     def add_document(
-        self, *, sha256: str, kind: str, size: int, original_name: str, application_id: int | None
+        self,
+        *,
+        sha256: str,
+        kind: str,
+        size: int,
+        original_name: str,
+        application_id: int | None,
+        seal_sha256: str | None = None,
     ) -> None:
-        """Record an archived file."""
+        """Record an archived file (a consent with the seal it was issued with)."""
         self._connection().execute(
             insert(_DOCUMENTS),
             {
@@ -1144,6 +1171,7 @@ class Tx:
                 "original_name": original_name,
                 "application_id": application_id,
                 "created_at": self.now(),
+                "seal_sha256": seal_sha256,
             },
         )
 

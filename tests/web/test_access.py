@@ -344,9 +344,7 @@ def test_disabled_user_loses_sessions_and_token(site: Site) -> None:
 
 def test_reissue_goes_through_the_service(site: Site) -> None:
     """The office reissues a consent from the application page, as itself (SPEC §7's
-    `Applications.reissue`, built by issue 15); before it exists the action is not offered."""
-    from workflow.applications import Applications
-
+    `Applications.reissue`)."""
     site.drop("reissue.pdf", filled_eoi(org_name="Reissue Network"))
     reference = site.application_of("Reissue Network")
     off_thread(site.engine.applications.approve, reference, actor="office")
@@ -356,9 +354,6 @@ def test_reissue_goes_through_the_service(site: Site) -> None:
             f"/office/applications/{reference}/reissue",
             data={"csrf_token": csrf_of(page.text), "reason": "the seal changed"},
         )
-        if not hasattr(Applications, "reissue"):
-            assert "/reissue" not in page.text and answer.status_code == 404
-            pytest.skip("Applications.reissue (issue 15) is not on this branch")
         assert "/reissue" in page.text
         assert answer.status_code == 303, answer.text
     last = site.store.events(reference=reference)[-1]

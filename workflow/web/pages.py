@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -89,24 +88,14 @@ def _perform(context: Web, action: str, reference: str, actor: str, reason: str)
         services.reject(reference, actor=actor, reason=reason)
         return f"{reference}: ineligible"
     if action == "reissue":
-        # Applications.reissue(reference, *, actor, reason) is SPEC §7's, built by issue 15
-        # beside this one; until it is on main, the action is not offered (see below).
-        reissue: Callable[..., Any] | None = getattr(services, "reissue", None)
-        if reissue is None:
-            raise NotFoundError
-        reissue(reference, actor=actor, reason=reason)
+        services.reissue(reference, actor=actor, reason=reason)
         return f"{reference}: consent reissued"
     return supporters.perform(context, action, reference, actor, reason)
 
 
 def available_actions(context: Web) -> dict[str, Action]:
-    """The actions whose services exist in this version (``reissue`` arrives with SPEC §7's
-    ``Applications.reissue``)."""
-    return {
-        name: action
-        for name, action in ACTIONS.items()
-        if name != "reissue" or hasattr(context.services, "reissue")
-    }
+    """The actions whose services exist in this version (all of ``ACTIONS``)."""
+    return dict(ACTIONS)
 
 
 def _reference(value: str) -> str:

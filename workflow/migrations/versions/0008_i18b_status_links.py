@@ -5,7 +5,7 @@
 session's fixed chain of revision ids (0009_i19 follows it) and changes no schema.
 
 Revision ID: 0008_i18b
-Revises: 0004_i13
+Revises: 0007_i18
 Create Date: 2026-11-29
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 revision: str = "0008_i18b"
-down_revision: str | None = "0004_i13"
+down_revision: str | None = "0007_i18"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Supporters' profiles, their published copy and their feedback schedule (SPEC §12).
 
 Revision ID: 0009_i19
-Revises: 0007_i18, 0008_i18b (the fixed chain's 0008_i18b alone once it follows 0007_i18)
+Revises: 0008_i18b
 Create Date: 2026-11-29
 """
 
@@ -13,9 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_i19"
-# Both heads this branch holds (0007_i18 from issue 18, 0008_i18b on main): one chain
-# again. Once 0008_i18b follows 0007_i18 (TEAM's fixed chain), this is just "0008_i18b".
-down_revision: str | tuple[str, ...] | None = ("0007_i18", "0008_i18b")
+down_revision: str | None = "0008_i18b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

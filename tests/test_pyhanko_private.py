@@ -1,0 +1,60 @@
+"""pyHanko's private functions that workflow.verification relies on, pinned loudly.
+
+They live in one module (workflow/verification/pdf.py). A pyHanko upgrade that renames
+them, changes their parameters, or makes the public report differ from what they build
+fails here with the name of what changed, instead of silently losing the ETSI report.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+from pyhanko.sign.validation.report import tools
+
+from workflow import verification
+
+PRIVATE = {
+    "_generate_report": ["embedded_sig", "status"],
+    "_package_validation_object": ["vo"],
+}
+PACKAGE = Path(verification.__file__).parent
+
+
+def test_private_functions_keep_their_names_and_parameters() -> None:
+    for name, parameters in PRIVATE.items():
+        function = getattr(tools, name, None)
+        assert function is not None, f"pyHanko no longer has report.tools.{name}"
+        got = list(inspect.signature(function).parameters)
+        assert got == parameters, f"pyHanko's {name} now takes {got}, not {parameters}"
+
+
+def test_public_report_is_still_made_of_them() -> None:
+    """generate_report still calls the two private functions our fast copy calls."""
+    source = inspect.getsource(tools.generate_report)
+    for name in PRIVATE:
+        assert name in source, f"generate_report no longer uses {name}: re-check pdf.etsi_xml"
+
+
+def test_private_names_are_used_in_one_module_only() -> None:
+    """Every ``_name`` imported from pyhanko in the package is imported in pdf.py only."""
+    users: dict[str, set[str]] = {}
+    for path in PACKAGE.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pyhanko"):
+                for alias in node.names:
+                    if alias.name.startswith("_"):
+                        users.setdefault(alias.name, set()).add(path.name)
+    assert users == {name: {"pdf.py"} for name in PRIVATE}
+
+
+def test_xref_cache_still_tells_where_each_revision_ends() -> None:
+    """Binding finds revisions from pyHanko's xref cache, internal API (pdf.xref_section_ends)."""
+    from dataclasses import fields
+
+    from pyhanko.pdf_utils.xref import XRefCache, XRefSectionMetaInfo
+
+    assert callable(getattr(XRefCache, "get_xref_container_info", None))
+    assert "end_location" in {f.name for f in fields(XRefSectionMetaInfo)}

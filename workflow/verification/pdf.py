@@ -1,0 +1,271 @@
+"""The pyHanko calls: reading the PDF, its signature fields, validating one signature.
+
+Every use of pyHanko's private functions is here (see tests/test_pyhanko_private.py)."""
+
+from __future__ import annotations
+
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509 as pyca_x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.generated.etsi import ts_11910202
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.decode_limits import DecodeLimits, DocumentDecodeBudget, StreamDecodeLimits
+from pyhanko.pdf_utils.misc import PdfDecodeLimitError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    DiffPolicy,
+    DiffResult,
+    SuspiciousModification,
+)
+from pyhanko.sign.fields import MDPPerm, enumerate_sig_fields
+from pyhanko.sign.general import NonexistentAttributeError, find_unique_cms_attribute
+from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationError
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko.sign.validation.report.tools import (
+    NAMESPACES,
+    _generate_report,
+    _package_validation_object,
+)
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.policy_decl import NO_REVOCATION, CertRevTrustPolicy
+from xsdata.formats.dataclass.context import XmlContext
+from xsdata.formats.dataclass.serializers import XmlSerializer
+from xsdata.formats.dataclass.serializers.config import SerializerConfig
+
+from workflow.signature_report import (
+    SignaturePolicy,
+    TrustRootError,
+)
+from workflow.verification.findings import describe
+from workflow.verification.limits import Limits
+
+
+class ReviewOnce(DiffPolicy):
+    """pyHanko's default difference analysis, each review done once per document.
+
+    The analysis is the most expensive step of a verification, and one review is asked
+    three times: validating the office seal makes pyHanko review the revisions after the
+    seal — for a consent signed as issued, exactly the revision the Commission's signature
+    added —, `Verifier._check_revisions` reviews that same revision against the issued
+    consent, and the ETSI report's AdES run reviews the seal again. A review depends only on
+    its arguments (the reader, the base revision, the MDP settings), so a repeated question
+    gets the first answer.
+    """
+
+    def __init__(self) -> None:
+        self._reviews: dict[tuple[Any, ...], DiffResult | SuspiciousModification] = {}
+
+    def apply(
+        self, old: Any, new: Any, field_mdp_spec: Any = None, doc_mdp: MDPPerm | None = None
+    ) -> DiffResult:
+        """Compare two revisions with the default policy (not remembered: reviews are)."""
+        return DEFAULT_DIFF_POLICY.apply(old, new, field_mdp_spec, doc_mdp)
+
+    def review_file(
+        self,
+        reader: PdfFileReader,
+        base_revision: Any,
+        field_mdp_spec: Any = None,
+        doc_mdp: MDPPerm | None = None,
+    ) -> DiffResult | SuspiciousModification:
+        """The default policy's review of ``reader`` since ``base_revision``, computed once."""
+        # A field lock read from the file holds a PDF array (unhashable): key on its values.
+        lock = None
+        if field_mdp_spec is not None:
+            names = field_mdp_spec.fields
+            lock = (field_mdp_spec.action, None if names is None else tuple(map(str, names)))
+        key = (reader, base_revision, lock, doc_mdp)
+        if key not in self._reviews:
+            self._reviews[key] = DEFAULT_DIFF_POLICY.review_file(
+                reader, base_revision, field_mdp_spec=field_mdp_spec, doc_mdp=doc_mdp
+            )
+        return self._reviews[key]
+
+
+# The report classes' XML metadata, derived once per process: pyHanko's generate_report
+# builds a new xsdata context for every report, and deriving it is half the report's cost.
+_XML_CONTEXT = XmlContext()
+
+
+def etsi_xml(emb: EmbeddedPdfSignature, result: Any) -> str:
+    """pyHanko's ``generate_report(emb, result)`` (ETSI TS 119 102-2 XML), on `_XML_CONTEXT`."""
+    report = ts_11910202.ValidationReport(
+        signature_validation_report=(_generate_report(emb, result),),
+        signature_validation_objects=ts_11910202.ValidationObjectListType(
+            tuple(_package_validation_object(vo) for vo in result.validation_objects)
+        ),
+    )
+    serializer = XmlSerializer(config=SerializerConfig(indent="  "), context=_XML_CONTEXT)
+    return serializer.render(report, ns_map=NAMESPACES)
+
+
+def open_reader(data: bytes, *, strict: bool, limits: Limits) -> PdfFileReader:
+    """pyHanko's reader on ``data``, its stream decoding capped by ``limits``."""
+    cap = limits.max_decoded
+    decode = DecodeLimits(
+        per_stream=StreamDecodeLimits(max_output_size=cap),
+        document_budget=DocumentDecodeBudget(base_allowance=cap, max_ratio=0),
+    )
+    return PdfFileReader(BytesIO(data), strict=strict, decode_limits=decode)
+
+
+def xref_section_ends(reader: PdfFileReader) -> list[int]:
+    """Where each revision's cross-reference data ends, oldest first.
+
+    pyHanko's xref cache is internal API (hence here, and pinned by its test)."""
+    xrefs = reader.xrefs
+    return [
+        xrefs.get_xref_container_info(revision).end_location
+        for revision in range(xrefs.total_revisions)
+    ]
+
+
+#: A file as read: pyHanko's reader, its filled signature fields, a note on how it was read.
+Parsed = tuple[PdfFileReader, list[tuple[str, Any, Any]], str]
+
+
+def read_pdf(data: bytes, limits: Limits) -> Parsed:
+    """Open the PDF strictly, or tolerantly if only the strict reader refuses it.
+
+    poppler's pdfsig (a real signing tool) writes a generation-1 object without freeing
+    generation 0, which pyHanko's strict reader refuses. The tolerant reader is safe
+    here because binding, revision and difference checks still apply to every byte.
+    A decoding limit reached is not retried.
+    """
+    try:
+        reader = open_reader(data, strict=True, limits=limits)
+        fields = list(enumerate_sig_fields(reader, filled_status=True))
+        return reader, fields, "The PDF is well-formed."
+    except PdfDecodeLimitError:
+        raise
+    except Exception as exc:
+        strict_error = describe(exc)
+    reader = open_reader(data, strict=False, limits=limits)
+    fields = list(enumerate_sig_fields(reader, filled_status=True))
+    return reader, fields, f"The PDF was read in tolerant mode ({strict_error})."
+
+
+def load_certificates(path: Path) -> list[Any]:
+    """Every certificate in a PEM (one or more) or DER file, as asn1crypto objects."""
+    try:
+        raw = path.read_bytes()
+        if b"-----BEGIN" in raw:
+            certs = pyca_x509.load_pem_x509_certificates(raw)
+        else:
+            certs = [pyca_x509.load_der_x509_certificate(raw)]
+    except OSError as exc:
+        raise TrustRootError(path, exc.strerror or str(exc)) from exc
+    except ValueError as exc:
+        raise TrustRootError(path, f"not a PEM or DER certificate ({exc})") from exc
+    return [
+        asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER)) for cert in certs
+    ]
+
+
+def embed(
+    reader: PdfFileReader, fields: list[tuple[str, Any, Any]]
+) -> tuple[dict[str, EmbeddedPdfSignature], dict[str, str], list[str]]:
+    """Read every filled signature field ourselves: pyHanko's own list silently drops
+    fields with an unknown /SubFilter, and one bad signature would hide the others."""
+    embedded: dict[str, EmbeddedPdfSignature] = {}
+    broken: dict[str, str] = {}
+    owners: dict[Any, list[str]] = {}
+    for name, _value, field_ref in fields:
+        field_dict = field_ref.get_object()
+        value = field_dict.raw_get("/V")
+        if isinstance(value, generic.IndirectObject):
+            owners.setdefault(value.reference, []).append(name)
+        try:
+            emb = EmbeddedPdfSignature(reader, field_ref, name)
+            subfilter = emb.sig_object.get("/SubFilter")
+            if subfilter not in _SUBFILTERS:
+                raise SignatureValidationError(f"unsupported /SubFilter {subfilter}")
+            embedded[name] = emb
+        except Exception as exc:
+            broken[name] = describe(exc)
+    shared = [name for names in owners.values() if len(names) > 1 for name in names]
+    return embedded, broken, shared
+
+
+_SUBFILTERS = frozenset(
+    {"/adbe.pkcs7.detached", "/ETSI.CAdES.detached", "/ETSI.RFC3161", "/PBAD.PAdES"}
+)
+
+
+def certification_of(embedded: dict[str, EmbeddedPdfSignature]) -> EmbeddedPdfSignature | None:
+    for emb in embedded.values():
+        if emb.sig_object_type == "/Sig" and emb.docmdp_level is not None:
+            return emb
+    return None
+
+
+def _adobe_revinfo(embedded: Any) -> tuple[list[Any], list[Any]]:
+    crls: list[Any] = []
+    ocsps: list[Any] = []
+    for emb in embedded:
+        try:
+            archival = find_unique_cms_attribute(
+                emb.signer_info["signed_attrs"], "adobe_revocation_info_archival"
+            )
+        except NonexistentAttributeError:
+            continue
+        crls.extend(asn1_crl.CertificateList.load(c.dump()) for c in archival["crl"] or ())
+        ocsps.extend(asn1_ocsp.OCSPResponse.load(o.dump()) for o in archival["ocsp"] or ())
+    return crls, ocsps
+
+
+def validation_context(
+    policy: SignaturePolicy,
+    roots: tuple[Any, ...],
+    reader: PdfFileReader,
+    embedded: Any,
+    *,
+    revocation: bool = True,
+) -> ValidationContext:
+    """A fresh pyHanko validation context: the configured roots, the file's DSS and the
+    Adobe-style revocation data of ``embedded``; fetching only if ``policy.fetch``."""
+    kwargs: dict[str, Any] = {
+        "trust_roots": list(roots),
+        "allow_fetching": policy.fetch and revocation,
+    }
+    if policy.revocation == "off" or not revocation:
+        kwargs["revinfo_policy"] = CertRevTrustPolicy(NO_REVOCATION)
+    else:
+        kwargs["revocation_mode"] = policy.revocation
+    # Adobe-style revocation data inside the CMS (Acrobat's default) is not read by
+    # pyHanko's classic API, so it is added to the context by hand.
+    crls, ocsps = _adobe_revinfo(embedded)
+    kwargs["crls"], kwargs["ocsps"] = crls, ocsps
+    try:
+        return DocumentSecurityStore.read_dss(reader).as_validation_context(kwargs)
+    except NoDSSFoundError:
+        return ValidationContext(**kwargs)
+
+
+async def validate(
+    emb: EmbeddedPdfSignature, context: ValidationContext, reviews: DiffPolicy
+) -> Any:
+    """pyHanko's status of one signature or document timestamp."""
+    if emb.sig_object_type == "/DocTimeStamp":
+        return await async_validate_pdf_timestamp(
+            emb, validation_context=context, diff_policy=reviews
+        )
+    return await async_validate_pdf_signature(emb, context, diff_policy=reviews)
+
+
+async def trusted_without_revocation(
+    policy: SignaturePolicy, roots: tuple[Any, ...], emb: EmbeddedPdfSignature
+) -> bool:
+    """Whether ``emb`` chains to a root when revocation is not asked for."""
+    context = validation_context(policy, roots, emb.reader, [emb], revocation=False)
+    status = await async_validate_pdf_signature(emb, context, skip_diff=True)
+    return bool(status.trusted)
