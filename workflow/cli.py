@@ -917,8 +917,9 @@ def demo_pki(directory: Path, force: ForceOpt = False) -> None:
     typer.echo(pki.config_text)
 
 
-from workflow import cli_life  # noqa: E402, F401 - registers profile, publish, suspend, …
-from workflow import cli_reissue  # noqa: E402 - light: imports its work when run
+# Commands kept in their own modules, light at import (their work is imported when run):
+# cli_life registers profile, publish, suspend, … itself; reissue is registered here.
+from workflow import cli_life, cli_reissue  # noqa: E402, F401
 
 app.command("reissue")(cli_reissue.reissue)
 
