@@ -254,12 +254,17 @@ def run(
 
             if not wait_for_database(Store(settings.database_url), stop.is_set):
                 return
-            web = _start_web(settings)
+            web = _start_web(settings, stop)
         try:
+            if stop.is_set():
+                return  # stopped while the dashboard started: start nothing more
             if workers > 1:
                 from workflow.workers import supervise  # noqa: PLC0415
 
-                raise typer.Exit(supervise(settings, workers, once=once, verbose=verbose))
+                status = supervise(
+                    settings, workers, once=once, verbose=verbose, stop_requested=stop.is_set
+                )
+                raise typer.Exit(status)
             # Only here: the supervisor above imports no engine, so it starts and exits at once.
             from workflow.engine import Engine  # noqa: PLC0415 - keeps the other commands fast
 
@@ -276,16 +281,20 @@ def run(
                 web.stop()
 
 
-def _start_web(settings: Settings) -> Any:
+def _start_web(settings: Settings, stop: _SignalFlag) -> Any:
     """Start the dashboard (``consentflow web``) in a child process, once it listens.
 
-    The caller has made or checked the schema, with this process's messages."""
+    The caller has made or checked the schema, with this process's messages. A stop signal
+    sent to the process group while the child starts ends the child too: that is a stop,
+    not a dashboard that cannot start (None is returned)."""
     from workflow.web.process import WebProcess, WebStartError  # noqa: PLC0415 - light
 
     server = WebProcess(settings.home, settings.web.host, settings.web.port)
     try:
         server.start()
     except WebStartError as exc:
+        if stop.is_set():
+            return None
         _fail(str(exc), 78)
     return server
 

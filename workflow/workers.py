@@ -69,11 +69,14 @@ def supervise(
     once: bool,
     verbose: bool,
     clock: Callable[[], float] = time.monotonic,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> int:
     """Run ``workers`` engine processes until stopped (or, with ``once``, until all finish).
 
-    Returns the exit status for the ``run`` command: 0 after a stop, 78 when a worker
-    reported a problem no restart can mend, 1 when a worker kept dying for minutes.
+    ``stop_requested`` tells of a stop signal the caller's own handler took before this
+    function installed its handlers: then no worker is started. Returns the exit status
+    for the ``run`` command: 0 after a stop, 78 when a worker reported a problem no restart
+    can mend, 1 when a worker kept dying for minutes.
     """
     if settings.database_url.startswith("sqlite"):
         log.warning(
@@ -90,6 +93,8 @@ def supervise(
     signals = _Signals()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signals.handler)  # before any worker exists to be orphaned
+    if stop_requested():
+        return 0
     # What the CLI imported lives as long as this process: out of the collector's reach, it
     # no longer costs the 0.5-0.8 s of collection that exiting took (a stop is a restart).
     gc.collect()
