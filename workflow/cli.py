@@ -927,3 +927,8 @@ app.command("reissue")(cli_reissue.reissue)
 def main() -> None:
     """Entry point of the ``consentflow`` console script."""
     app()
+
+
+from workflow.cli_mail import mail_app  # noqa: E402 - registers `consentflow mail`
+
+app.add_typer(mail_app, name="mail")

@@ -46,6 +46,14 @@ class StopSignal(Protocol):
         ...
 
 
+class MailThread(Protocol):
+    """A mail service started beside the loop (:mod:`workflow.mail_sender`)."""
+
+    def join(self, timeout: float = 10.0) -> None:
+        """Wait for it to end once the stop signal is set."""
+        ...
+
+
 log = logging.getLogger("consentflow")
 
 
@@ -160,6 +168,7 @@ class Engine:
             observer_factory=self.observer_factory,
         )
         watcher.start()
+        mail = self._start_mail(stop)
         log.info(
             "watching %s via %s (review = %s, database %s)",
             ", ".join(str(folder) for folder in self.watch_config.folders),
@@ -189,6 +198,8 @@ class Engine:
                     self._guarded(self._feedback_sweep)
         finally:
             watcher.stop()
+            for service in mail:
+                service.join()
             log.info("stopped")
 
     def _feedback_sweep(self) -> None:
@@ -203,6 +214,16 @@ class Engine:
                 "feedback: %d report(s) fell due, %d reminder(s) sent",
                 len(swept.due), len(swept.reminded),
             )  # fmt: skip
+
+    def _start_mail(self, stop: StopSignal) -> list[MailThread]:
+        """Start the notification sender (``[mail] smtp_url``) beside the loop."""
+        if not self.settings.mail.smtp_url:
+            return []
+        from workflow.mail_sender import MailService  # noqa: PLC0415 - only when configured
+
+        sender = MailService(self.store, self.settings)
+        sender.start(stop)
+        return [sender]
 
     def _offer(self, ready: Ready) -> None:
         self.intake.offer(ready.path, confirmed=ready.confirmed)

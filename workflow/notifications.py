@@ -435,11 +435,18 @@ def on_move(
                 continue  # no usable address: the dashboard shows the application anyway
         else:
             to = rule.recipient
+        extra: dict[str, str] = {}
+        if rule.kind == "consent_to_sign" and (data or {}).get("sha256"):
+            # The Commission gets the PDF to sign with the message.
+            extra = {
+                "attach_sha256": str((data or {})["sha256"]),
+                "attach_name": f"{app.reference}.pdf",
+            }
         enqueue(
             session,
             application_id=app.id,
             kind=rule.kind,
             to=to,
-            lang=app.lang,
-            context=context,
+            lang="en" if rule.recipient != APPLICANT else app.lang,
+            context={**context, **extra},
         )
