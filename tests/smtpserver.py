@@ -18,6 +18,14 @@ class _Keeper:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
+    async def handle_RCPT(  # noqa: N802
+        self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any
+    ) -> str:
+        if address in self.server.refuse:
+            return "550 5.1.1 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
         raw: bytes = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
@@ -39,6 +47,7 @@ class SmtpServer:
         self.lock = threading.Lock()
         self.reply = "250 OK queued"
         self.on_data: Callable[[EmailMessage], None] | None = None
+        self.refuse: set[str] = set()  # recipients answered 550
         self._controller: Controller | None = None
 
     @property
