@@ -216,14 +216,37 @@ class Engine:
             )  # fmt: skip
 
     def _start_mail(self, stop: StopSignal) -> list[MailThread]:
-        """Start the notification sender (``[mail] smtp_url``) beside the loop."""
-        if not self.settings.mail.smtp_url:
-            return []
-        from workflow.mail_sender import MailService  # noqa: PLC0415 - only when configured
+        """Start the notification sender (``[mail] smtp_url``) and the mailbox's reader
+        (``[mail] imap_url``) beside the loop, each in a thread of its own."""
+        started: list[MailThread] = []
+        if self.settings.mail.smtp_url:
+            from workflow.mail_sender import MailService  # noqa: PLC0415 - when configured
 
-        sender = MailService(self.store, self.settings)
-        sender.start(stop)
-        return [sender]
+            sender = MailService(self.store, self.settings)
+            sender.start(stop)
+            started.append(sender)
+        if self.settings.mail.imap_url:
+            from workflow.mail_intake import MailboxError, MailReader  # noqa: PLC0415
+
+            try:
+                reader = MailReader(self.store, self.settings, self._second_intake())
+            except MailboxError as exc:
+                log.error("no mail intake: %s", exc)
+            else:
+                reader.start(stop)
+                started.append(reader)
+        return started
+
+    def _second_intake(self) -> Intake:
+        """An intake for another thread (mail): same folders, processors and settings."""
+        return Intake(
+            self.store,
+            folders=self.intake.folders,
+            failed_dir=self.settings.failed,
+            processors=self.intake.processors,
+            settings=self.settings.intake,
+            failed_access=Access(self.settings.files.gid_for("failed")),
+        )
 
     def _offer(self, ready: Ready) -> None:
         self.intake.offer(ready.path, confirmed=ready.confirmed)
