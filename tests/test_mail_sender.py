@@ -436,3 +436,26 @@ def test_run_sends_the_received_message_for_a_dropped_eoi(tmp_path: Path, smtp: 
     [(rcpts, message)] = smtp.received
     [app] = Store(settings.database_url).applications()
     assert rcpts == ["anna@example.fi"] and str(app.reference) in str(message["Subject"])
+
+
+def test_received_message_carries_a_working_status_link(
+    tmp_path: Path, store: Store, smtp: SmtpServer
+) -> None:
+    """With the status pages (workflow.status_links), "received" links to the application's
+    status page with a fresh token that opens that application."""
+    status_links = pytest.importorskip("workflow.status_links")
+    from sqlmodel import Session
+
+    settings = settings_for(tmp_path, store.url, smtp)
+    reference = new_application(store)
+    move(store, reference, State.AWAITING_REVIEW)
+    Sender(store, settings).send_due()
+    [message] = smtp.messages()
+    body = message.get_body(("plain",))
+    assert body is not None
+    found = re.search(r"https://cf\.example\.org/apply/status/([A-Za-z0-9_-]+)", body.get_content())
+    assert found, body.get_content()
+    app = store.application(reference)
+    assert app is not None
+    with Session(store.engine) as session:
+        assert status_links.resolve(session, found.group(1)) == app.id
