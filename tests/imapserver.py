@@ -6,6 +6,7 @@ from __future__ import annotations
 import imaplib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -85,6 +86,19 @@ class Dovecot:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and (self.root / "run" / "master.pid").exists():
             time.sleep(0.05)
+
+    def kill(self) -> None:
+        """Kill it and its children at once (SIGKILL): connections drop without a BYE."""
+        pid = int((self.root / "run" / "master.pid").read_text().split()[0])
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        (self.root / "run" / "master.pid").unlink(missing_ok=True)
 
     def remove(self) -> None:
         """Stop it and remove its folder."""

@@ -378,3 +378,57 @@ def test_mail_test_logs_in_to_the_mailbox(home: Path, dovecot: Dovecot) -> None:
     assert "IMAP: office@localhost@127.0.0.1" in done.stdout and "IDLE" in done.stdout
     wrong = consentflow(home, "mail", "test", env={**env, "CONSENTFLOW_IMAP_PASSWORD": "nope"})
     assert wrong.returncode == 1 and "IMAP:" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_sender_hears_of_what_no_one_else_would(home: Path, dovecot: Dovecot) -> None:
+    """An EOI without a usable address of its own, and a file that cannot be read: the
+    mail's sender gets the "invalid" message (every problem) and the file's reason."""
+    from tests.eoi_files import broken_pdf, invalid_eoi
+    from workflow.notifications import render
+
+    dovecot.append(
+        message(
+            ("ours.pdf", invalid_eoi(org_name="Addressless Network"), "application/pdf"),
+            ("broken.pdf", broken_pdf(filled_eoi(org_name="Broken Network")), "application/pdf"),
+        )
+    )
+    harness = Harness(home, settings_for(home, dovecot))
+    try:
+        harness.mail.take_new()
+        rows = {row.kind: row for row in harness.store.notifications()}
+        assert set(rows) == {"invalid", "mail_file_failed"}
+        assert {row.recipient for row in rows.values()} == {APPLICANT}
+        invalid = render("invalid", "en", rows["invalid"].context).text
+        assert "not an address" in invalid
+        failed = render("mail_file_failed", "en", rows["mail_file_failed"].context).text
+        reason = rows["mail_file_failed"].context["reason"]
+        assert "broken.pdf" in failed and reason in failed
+        assert reason != "the file could not be processed"  # the intake's own reason
+    finally:
+        harness.close()
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_dovecot_restarted_while_idle(home: Path, dovecot: Dovecot, how: str) -> None:
+    """The server goes away while the reader waits in IDLE, politely (BYE) or killed (the
+    connection just drops): the reader notices, reconnects once the server is back, and
+    takes what arrived meanwhile."""
+    harness = Harness(home, settings_for(home, dovecot, poll_interval_s=3600))
+    stop = threading.Event()
+    thread = threading.Thread(target=harness.mail.run, args=(stop.is_set,), daemon=True)
+    try:
+        thread.start()
+        assert wait_for(lambda: harness.mail.box is not None and harness.mail.idle, timeout=20)
+        time.sleep(1)
+        dovecot.stop()
+        time.sleep(3)
+        dovecot.start()
+        dovecot.append(
+            message(("eoi.pdf", filled_eoi(org_name="After Network"), "application/pdf"))
+        )
+        assert wait_for(lambda: len(harness.store.applications()) == 1, timeout=60)
+    finally:
+        stop.set()
+        thread.join(30)
+        harness.close()
+    assert not thread.is_alive()

@@ -30,6 +30,7 @@ import email
 import email.policy
 import hashlib
 import imaplib
+import json
 import logging
 import os
 import re
@@ -51,8 +52,8 @@ from sqlmodel import col, select
 from workflow.archive import safe_name
 from workflow.config import MailSettings, Settings
 from workflow.intake import Intake
-from workflow.notifications import enqueue, register_kind
-from workflow.store import MailMessage, Notification, Store
+from workflow.notifications import applicant_address, enqueue, register_kind, tell_applicant
+from workflow.store import MailMessage, Notification, Store, Tx
 
 #: Servers to which ``imap://`` (no TLS) is allowed: this host only.
 LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
@@ -172,6 +173,26 @@ register_kind(
         "PDF-lukijassa, tallentakaa se ja lähettäkää tallennettu tiedosto liitteenä tähän "
         "osoitteeseen — tai täyttäkää lomake verkossa.\n\n"
         "(Tämä viesti lähetettiin automaattisesti, vain kerran.)",
+    },
+)
+
+
+register_kind(
+    "mail_file_failed",
+    subject={
+        "en": "Re: {subject} — your file {file} could not be read",
+        "fi": "Re: {subject} — tiedostoa {file} ei voitu lukea",
+    },
+    text={
+        "en": "Hello,\n\n"
+        'We received your message "{subject}", but its attachment {file} could not be '
+        "processed:\n\n{reason}\n\n"
+        "Please send the filled PDF form again, as it was saved by your PDF reader.\n\n"
+        "Covenant of Mayors office\n(This message was sent automatically.)",
+        "fi": 'Hei,\n\nSaimme viestinne "{subject}", mutta sen liitettä {file} ei '
+        "voitu käsitellä:\n\n{reason}\n\n"
+        "Lähettäkää täytetty PDF-lomake uudelleen sellaisena kuin PDF-lukija sen "
+        "tallensi.\n\n(Tämä viesti lähetettiin automaattisesti.)",
     },
 )
 
@@ -518,6 +539,8 @@ class MailIntake:
             row.status = "recorded"
             row.pdfs = len(outcome)
             row.outcome = outcome
+            if outcome and self._is_person(parsed):
+                self._tell_sender(tx, parsed, outcome)
             answer = not outcome and not row.answered and self._may_answer(tx.session, parsed)
             if answer:
                 row.answered = True
@@ -532,17 +555,50 @@ class MailIntake:
             tx.session.add(row)
         return answer
 
-    def _may_answer(self, session: Any, parsed: _Parsed) -> bool:
+    def _is_person(self, parsed: _Parsed) -> bool:
+        """Whether the sender may be written to at all: not automatic mail, not ourselves."""
         sender = parsed.sender.lower()
         local = sender.partition("@")[0]
         if parsed.automatic or not sender or "@" not in sender:
             return False
-        if sender in self.own_addresses or local in (
-            "mailer-daemon",
-            "postmaster",
-            "noreply",
-            "no-reply",
-        ):
+        return sender not in self.own_addresses and local not in (
+            "mailer-daemon", "postmaster", "noreply", "no-reply",
+        )  # fmt: skip
+
+    def _tell_sender(self, tx: Tx, parsed: _Parsed, outcome: list[dict[str, Any]]) -> None:
+        """Answers that would otherwise reach no one: a file that failed (the EOI's own
+        address is unknown), and an application whose EOI has no usable address (its
+        "received" or "invalid" message goes to the sender instead)."""
+        for entry in outcome:
+            if entry.get("status") == "failed":
+                enqueue(
+                    tx.session,
+                    application_id=None,
+                    kind="mail_file_failed",
+                    to=parsed.sender,
+                    lang="en",
+                    context={
+                        "subject": parsed.subject or "(no subject)",
+                        "file": str(entry.get("file") or ""),
+                        "reason": self._failure(str(entry.get("outcome") or "")),
+                    },
+                )
+            elif entry.get("status") == "done" and entry.get("outcome"):
+                app = tx.get_application(str(entry["outcome"]), lock=False)
+                if app is not None and applicant_address(app) is None:
+                    entry["told"] = tell_applicant(tx.session, app, to=parsed.sender) or ""
+
+    def _failure(self, failed_name: str) -> str:
+        """The reason recorded beside a file in ``failed/``."""
+        report = self.settings.failed / f"{failed_name}.error.json"
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return "the file could not be processed"
+        return str(data.get("message") or "the file could not be processed")
+
+    def _may_answer(self, session: Any, parsed: _Parsed) -> bool:
+        if not self._is_person(parsed):
             return False
         if parsed.references:
             ours = session.exec(
@@ -589,8 +645,12 @@ class MailIntake:
         try:
             deadline = time.monotonic() + IDLE_RENEW_S
             while not stop() and time.monotonic() < deadline:
+                began = time.monotonic()
                 if box.idle.poll(timeout=0.5):
                     break
+                if time.monotonic() - began < 0.25:
+                    # Readable at once yet nothing to read: the server closed the connection.
+                    raise ConnectionError("the IMAP server closed the connection")
         finally:
             box.idle.stop()  # type: ignore[no-untyped-call]
 

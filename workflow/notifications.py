@@ -450,3 +450,23 @@ def on_move(
             lang="en" if rule.recipient != APPLICANT else app.lang,
             context={**context, **extra},
         )
+
+
+def tell_applicant(session: Session, app: Application, *, to: str) -> str | None:
+    """Queue the message the applicant gets for ``app``'s state now, to ``to`` (the sender
+    of the mail that brought an EOI without a usable address of its own); return its kind."""
+    state = State(app.state)
+    if state is State.INVALID:
+        kind = "invalid"
+    elif state in (State.AWAITING_REVIEW, State.CONSENT_ISSUED):
+        kind = "received"  # (auto-approved at once: the reference is what they need first)
+    else:
+        return None
+    context = application_context(app)
+    if state is State.INVALID:
+        context["problems"] = "\n".join(
+            f"- {problem.get('message') or problem.get('code')}" for problem in app.problems
+        )
+    context.update(_status_line(session, app))
+    enqueue(session, application_id=app.id, kind=kind, to=to, lang=app.lang, context=context)
+    return kind
