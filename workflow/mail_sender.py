@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -157,6 +157,11 @@ def _decode(reply: bytes | str) -> str:
     return " ".join(text.split())[:300]
 
 
+def recipients(to: str) -> list[str]:
+    """The addresses in a ``To`` value (``[mail] office_to`` may name several)."""
+    return [address for _name, address in getaddresses([to]) if "@" in address]
+
+
 def deliver(smtp: smtplib.SMTP, sender: str, to: str, message: bytes) -> str:
     """Hand one message to the server; return its reply to DATA (a 250). Raises
     :class:`_RefusedError` for an error code, ``OSError``/``SMTPException`` for a lost link."""
@@ -165,10 +170,11 @@ def deliver(smtp: smtplib.SMTP, sender: str, to: str, message: bytes) -> str:
     if code != 250:
         smtp.rset()
         raise _RefusedError(code, _decode(reply))
-    code, reply = smtp.rcpt(to)
-    if code not in (250, 251):
-        smtp.rset()
-        raise _RefusedError(code, _decode(reply))
+    for address in recipients(to):  # all or none: a refused one sends nothing, for now
+        code, reply = smtp.rcpt(address)
+        if code not in (250, 251):
+            smtp.rset()
+            raise _RefusedError(code, _decode(reply))
     code, reply = smtp.data(message)
     if code != 250:
         raise _RefusedError(code, _decode(reply))
@@ -312,7 +318,7 @@ class Sender:
 
     def _send(self, item: _Claimed) -> bool:
         to = resolve_recipient(item.recipient, self.mail)
-        if not to or "@" not in to:
+        if not recipients(to):
             key = {OFFICE: "office_to", COMMISSION: "commission_to"}.get(item.recipient, "")
             why = f"[mail] {key} is empty" if key else f"{item.recipient!r} is not an address"
             self._retry(item, f"no recipient: {why}", permanent=False)
