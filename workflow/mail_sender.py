@@ -483,7 +483,7 @@ def _reminder_history(session: Session, reference: str) -> tuple[datetime | None
     issued_at: datetime | None = None
     sent = 0
     for at, kind, to_state in rows:
-        if to_state == State.CONSENT_ISSUED.value or kind == "reissue":
+        if to_state == State.CONSENT_ISSUED.value or kind == "reissued":
             issued_at, sent = at, 0
         elif kind == REMINDER_EVENT:
             sent += 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from workflow.states import State
 from workflow.store import Application, Notification
@@ -360,6 +360,7 @@ WHO_IS_TOLD: tuple[Rule, ...] = (
     Rule("awaiting_review → consent_issued", APPLICANT, "consent_issued"),
     Rule("awaiting_review → consent_issued", COMMISSION, "consent_to_sign"),
     Rule("consent_issued → signed", APPLICANT, "signed"),
+    Rule("consent reissued", COMMISSION, "consent_to_sign"),
     Rule("signature reminder", COMMISSION, "signature_reminder"),
     Rule("third signature reminder", OFFICE, "signature_overdue"),
 )
@@ -470,3 +471,28 @@ def tell_applicant(session: Session, app: Application, *, to: str) -> str | None
     context.update(_status_line(session, app))
     enqueue(session, application_id=app.id, kind=kind, to=to, lang=app.lang, context=context)
     return kind
+
+
+#: Events other than state changes that tell someone (the store calls :func:`on_event`
+#: for these kinds only), by event kind → the README's event name.
+_ON_EVENT = {"reissued": "consent reissued"}
+
+
+def on_event(
+    session: Session, kind: str, *, reference: str | None, data: Mapping[str, Any]
+) -> None:
+    """Queue the messages an event that is not a state change causes (in its transaction):
+    a re-issued consent goes to the Commission to sign, with the new PDF."""
+    event = _ON_EVENT.get(kind)
+    if event is None or reference is None:
+        return
+    app = session.exec(select(Application).where(Application.reference == reference)).first()
+    if app is None:
+        return
+    context = application_context(app)
+    if data.get("sha256"):
+        context |= {"attach_sha256": str(data["sha256"]), "attach_name": f"{reference}.pdf"}
+    for rule in WHO_IS_TOLD:
+        if rule.event == event:
+            enqueue(session, application_id=app.id, kind=rule.kind, to=rule.recipient,
+                    lang="en", context=context)  # fmt: skip
