@@ -6,13 +6,14 @@ modules are imported only when a command runs.
 
 from __future__ import annotations
 
-import smtplib
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from workflow import cli
-from workflow.config import Settings
+
+if TYPE_CHECKING:
+    from workflow.config import Settings
 
 mail_app = typer.Typer(no_args_is_help=True, help="Mail: the intake mailbox and notifications.")
 
@@ -25,6 +26,8 @@ def mail_test(
     ] = "",
 ) -> None:
     """Check the IMAP and SMTP settings and send one test message."""
+    import smtplib  # noqa: PLC0415 - light imports only at the top: `--help` stays fast
+
     from workflow.mail_sender import MailError, sender_address, test_message  # noqa: PLC0415
 
     with cli._errors():
