@@ -478,3 +478,25 @@ def test_received_message_carries_a_working_status_link(
     assert app is not None
     with Session(store.engine) as session:
         assert status_links.resolve(session, found.group(1)) == app.id
+
+
+def test_a_new_sender_knows_every_kind_other_processes_queue(tmp_path: Path) -> None:
+    """A sender in a fresh process knows the kinds the dashboard or the mail intake queue
+    (they register them at import, in their own modules)."""
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from workflow.config import load_settings\n"
+        "from workflow.mail_sender import Sender\n"
+        "from workflow.notifications import kinds\n"
+        "from workflow.store import Store\n"
+        "settings = load_settings(Path(sys.argv[1]))\n"
+        "Sender(Store('sqlite://'), settings)\n"
+        "print(' '.join(sorted(kinds())))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    known = set(done.stdout.split())
+    assert {"mail_no_pdf", "mail_file_failed", "received", "invalid"} <= known
+    assert "profile_invitation" in known  # issue 19's, from workflow.lifecycle.mail

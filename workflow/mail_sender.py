@@ -37,7 +37,14 @@ from sqlmodel import Session, col, select
 from workflow.archive import Archive
 from workflow.config import MailSettings, Settings
 from workflow.leases import owner_alive, worker_id
-from workflow.notifications import COMMISSION, OFFICE, application_context, enqueue, render
+from workflow.notifications import (
+    COMMISSION,
+    OFFICE,
+    application_context,
+    enqueue,
+    load_kinds,
+    render,
+)
 from workflow.states import Actor, State
 from workflow.store import EventRow, Notification, Store
 
@@ -215,6 +222,7 @@ class Sender:
         self.owner = owner or worker_id()
         self.archive = Archive(settings.archive)
         self._smtp: smtplib.SMTP | None = None
+        load_kinds()  # every kind another process may have queued
 
     # -- claiming ---------------------------------------------------------------------
 

@@ -65,6 +65,23 @@ def register_kind(
     _KINDS[kind] = Kind(kind, dict(subject), dict(text), dict(html) if html else None)
 
 
+#: Modules that register kinds of their own at import; the sender loads them all, so that
+#: it knows every kind another process (the dashboard, a CLI command) may have queued.
+KIND_MODULES = ("workflow.lifecycle.mail", "workflow.mail_intake")
+
+
+def load_kinds() -> None:
+    """Import every module of :data:`KIND_MODULES` that this installation has."""
+    import importlib  # noqa: PLC0415
+
+    for name in KIND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            if exc.name != name:
+                raise
+
+
 def kinds() -> dict[str, Kind]:
     """Every registered kind of message, by name."""
     return dict(_KINDS)
