@@ -500,3 +500,32 @@ def test_a_new_sender_knows_every_kind_other_processes_queue(tmp_path: Path) -> 
     known = set(done.stdout.split())
     assert {"mail_no_pdf", "mail_file_failed", "received", "invalid"} <= known
     assert "profile_invitation" in known  # issue 19's, from workflow.lifecycle.mail
+
+
+def test_real_reissue_sends_the_new_consent_to_sign(tmp_path: Path, smtp: SmtpServer) -> None:
+    """Applications.reissue (issue 15): the Commission gets the new PDF to sign, and the
+    reminders count from the re-issue."""
+    from tests.eoi_files import filled_eoi
+    from workflow.engine import Engine
+
+    home = tmp_path / "home"
+    home.mkdir()
+    settings = settings_for(home, f"sqlite:///{home / 'cf.db'}", smtp)
+    engine = Engine(settings)
+    try:
+        engine.start()
+        engine.intake.submit(
+            "inbox", "eoi.pdf", filled_eoi(org_name="Reissued Network"), source="web"
+        )
+        [app] = engine.store.applications()
+        assert app.reference is not None
+        engine.applications.approve(app.reference, actor="anna")
+        engine.applications.reissue(app.reference, actor="anna", reason="the seal was renewed")
+        rows = [row for row in engine.store.notifications() if row.kind == "consent_to_sign"]
+        assert (
+            len(rows) == 2 and rows[0].context["attach_sha256"] != rows[1].context["attach_sha256"]
+        )
+        current = engine.store.application(app.reference)
+        assert current is not None and rows[1].context["attach_sha256"] == current.issued_sha256
+    finally:
+        engine.close()
