@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import startup, supporters, web
+from bench import mail, startup, supporters, web
 from bench.corpus import Corpus
 from bench.engine import Home, cpu_seconds, memory, postgres_url, reset_postgres
 from bench.floor import Floor, measure_floor
@@ -187,6 +187,8 @@ def _measure(run: Run, work: Path) -> None:
     web.measure(run.add, corpus, work, main_home.pki, quick=options.quick)
     _step("supporters: /supporters at 2,000 active, the feedback sweep (bench/supporters.py)")
     supporters.measure(run.add, work, quick=options.quick)
+    _step("mail: IMAP to record, state change to SMTP accepted (bench/mail.py)")
+    mail.measure(run.add, corpus, work, main_home.pki, quick=options.quick)
     if options.profile_docs:
         _step(f"profile: cProfile over {options.profile_docs} EOIs in-process")
         home = Home(work / "profile", pki=main_home.pki)

@@ -23,7 +23,7 @@ def test_quick_bench_completes_and_prints_the_table() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert any(line.startswith("| area") and "| measured" in line for line in lines), done.stdout
-    areas = ["floor", "intake", "latency", "verify", "memory", "idle", "web"]
+    areas = ["floor", "intake", "latency", "verify", "memory", "idle", "web", "mail"]
     if os.environ.get("CONSENTFLOW_TEST_DATABASE_URL"):
         areas.append("scale")  # the 4-worker burst runs on PostgreSQL only
     for area in areas:

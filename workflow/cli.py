@@ -927,10 +927,11 @@ def demo_pki(directory: Path, force: ForceOpt = False) -> None:
 
 
 # Commands kept in their own modules, light at import (their work is imported when run):
-# cli_life registers profile, publish, suspend, … itself; reissue is registered here.
-from workflow import cli_life, cli_reissue  # noqa: E402, F401
+# cli_life registers profile, publish, suspend, … itself; reissue and mail are registered here.
+from workflow import cli_life, cli_mail, cli_reissue  # noqa: E402, F401
 
 app.command("reissue")(cli_reissue.reissue)
+app.add_typer(cli_mail.mail_app, name="mail")
 
 
 def main() -> None:

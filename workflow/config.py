@@ -14,7 +14,15 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_FILE = "consentflow.toml"
 ENV_PREFIX = "CONSENTFLOW_"
@@ -240,6 +248,77 @@ class RemindersSettings(_Section):
         7, gt=0, description="an issued consent unsigned this long needs a reminder"
     )
     repeat_days: float = Field(7, gt=0, description="then again every N days")
+    max_reminders: int = Field(
+        5, ge=1, le=100, description="at most this many reminders per issued consent"
+    )
+
+
+class MailSettings(_Section):
+    """``[mail]``: the intake mailbox (IMAP) and the notifications' SMTP server (SPEC §11)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    imap_url: str = Field(
+        "", description="imaps://user@host:993/INBOX (imap:// only to a local server); empty: none"
+    )
+    imap_password_env: str = Field(
+        "CONSENTFLOW_IMAP_PASSWORD", description="environment variable holding the IMAP password"
+    )
+    poll_interval_s: float = Field(
+        60, gt=0, le=86_400, allow_inf_nan=False, description="when the server has no IDLE"
+    )
+    processed_folder: str = Field(
+        "", description="move done messages here; empty: keyword $consentflow"
+    )
+    smtp_url: str = Field(
+        "",
+        description="smtp+starttls://user@host:587, smtps://…, or smtp://127.0.0.1:25; empty: none",
+    )
+    smtp_password_env: str = Field(
+        "CONSENTFLOW_SMTP_PASSWORD", description="environment variable holding the SMTP password"
+    )
+    from_: str = Field(
+        "Covenant of Mayors office <office@example.org>",
+        alias="from",
+        description="sender of every message; its address is never answered",
+    )
+    office_to: str = Field("", description="where the office is told of work waiting")
+    commission_to: str = Field("", description="where consents to sign and reminders go")
+    retry_backoff_s: float = Field(
+        30, gt=0, le=3600, allow_inf_nan=False,
+        description="first retry delay of a message; doubles each attempt, at most an hour",
+    )  # fmt: skip
+    retry_max_attempts: int = Field(
+        12, ge=1, le=100, description="attempts before a message is marked failed"
+    )
+    timeout_s: float = Field(
+        30, gt=0, le=600, allow_inf_nan=False, description="network timeout of IMAP and SMTP"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_from(cls, data: Any) -> Any:
+        # ``from`` is a Python keyword, so the field is ``from_``. The defaults come by that
+        # name, the file and the environment by ``from``: the latter wins.
+        if isinstance(data, dict) and "from_" in data:
+            data = dict(data)
+            default = data.pop("from_")
+            data.setdefault("from", default)
+        return data
+
+    @field_validator("imap_url", "smtp_url")
+    @classmethod
+    def _mail_url(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        schemes = ("imap", "imaps") if info.field_name == "imap_url" else (
+            "smtp", "smtps", "smtp+starttls"
+        )  # fmt: skip
+        scheme = value.partition("://")[0].lower()
+        if scheme not in schemes or "://" not in value:
+            raise ValueError(f"expected a URL starting with {' or '.join(schemes)}://")
+        return value
 
 
 class FeedbackSettings(_Section):
@@ -317,6 +396,7 @@ class Settings(BaseModel):
     signature: SignatureSettings = SignatureSettings()
     seal: SealSettings = SealSettings()
     reminders: RemindersSettings = RemindersSettings()
+    mail: MailSettings = MailSettings()
     web: WebSettings = WebSettings()
     apply: ApplySettings = ApplySettings()
     feedback: FeedbackSettings = FeedbackSettings()
@@ -554,5 +634,7 @@ def documented_keys() -> list[str]:
     for name, field in Settings.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            keys.extend(f"{name}.{sub}" for sub in annotation.model_fields)
+            keys.extend(
+                f"{name}.{sub.alias or key}" for key, sub in annotation.model_fields.items()
+            )
     return keys

@@ -46,6 +46,14 @@ class StopSignal(Protocol):
         ...
 
 
+class MailThread(Protocol):
+    """A mail service started beside the loop (:mod:`workflow.mail_sender`)."""
+
+    def join(self, timeout: float = 10.0) -> None:
+        """Wait for it to end once the stop signal is set."""
+        ...
+
+
 log = logging.getLogger("consentflow")
 
 
@@ -160,6 +168,7 @@ class Engine:
             observer_factory=self.observer_factory,
         )
         watcher.start()
+        mail = self._start_mail(stop)
         log.info(
             "watching %s via %s (review = %s, database %s)",
             ", ".join(str(folder) for folder in self.watch_config.folders),
@@ -189,6 +198,8 @@ class Engine:
                     self._guarded(self._feedback_sweep)
         finally:
             watcher.stop()
+            for service in mail:
+                service.join()
             log.info("stopped")
 
     def _feedback_sweep(self) -> None:
@@ -203,6 +214,39 @@ class Engine:
                 "feedback: %d report(s) fell due, %d reminder(s) sent",
                 len(swept.due), len(swept.reminded),
             )  # fmt: skip
+
+    def _start_mail(self, stop: StopSignal) -> list[MailThread]:
+        """Start the notification sender (``[mail] smtp_url``) and the mailbox's reader
+        (``[mail] imap_url``) beside the loop, each in a thread of its own."""
+        started: list[MailThread] = []
+        if self.settings.mail.smtp_url:
+            from workflow.mail_sender import MailService  # noqa: PLC0415 - when configured
+
+            sender = MailService(self.store, self.settings)
+            sender.start(stop)
+            started.append(sender)
+        if self.settings.mail.imap_url:
+            from workflow.mail_intake import MailboxError, MailReader  # noqa: PLC0415
+
+            try:
+                reader = MailReader(self.store, self.settings, self._second_intake())
+            except MailboxError as exc:
+                log.error("no mail intake: %s", exc)
+            else:
+                reader.start(stop)
+                started.append(reader)
+        return started
+
+    def _second_intake(self) -> Intake:
+        """An intake for another thread (mail): same folders, processors and settings."""
+        return Intake(
+            self.store,
+            folders=self.intake.folders,
+            failed_dir=self.settings.failed,
+            processors=self.intake.processors,
+            settings=self.settings.intake,
+            failed_access=Access(self.settings.files.gid_for("failed")),
+        )
 
     def _offer(self, ready: Ready) -> None:
         self.intake.offer(ready.path, confirmed=ready.confirmed)

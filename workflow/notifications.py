@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from workflow.states import State
 from workflow.store import Application, Notification
@@ -63,6 +63,23 @@ def register_kind(
     if "en" not in subject or "en" not in text:
         raise ValueError(f"message kind {kind!r} needs at least an English subject and text")
     _KINDS[kind] = Kind(kind, dict(subject), dict(text), dict(html) if html else None)
+
+
+#: Modules that register kinds of their own at import; the sender loads them all, so that
+#: it knows every kind another process (the dashboard, a CLI command) may have queued.
+KIND_MODULES = ("workflow.lifecycle.mail", "workflow.mail_intake")
+
+
+def load_kinds() -> None:
+    """Import every module of :data:`KIND_MODULES` that this installation has."""
+    import importlib  # noqa: PLC0415
+
+    for name in KIND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            if exc.name != name:
+                raise
 
 
 def kinds() -> dict[str, Kind]:
@@ -360,6 +377,7 @@ WHO_IS_TOLD: tuple[Rule, ...] = (
     Rule("awaiting_review → consent_issued", APPLICANT, "consent_issued"),
     Rule("awaiting_review → consent_issued", COMMISSION, "consent_to_sign"),
     Rule("consent_issued → signed", APPLICANT, "signed"),
+    Rule("consent reissued", COMMISSION, "consent_to_sign"),
     Rule("signature reminder", COMMISSION, "signature_reminder"),
     Rule("third signature reminder", OFFICE, "signature_overdue"),
 )
@@ -435,11 +453,63 @@ def on_move(
                 continue  # no usable address: the dashboard shows the application anyway
         else:
             to = rule.recipient
+        extra: dict[str, str] = {}
+        if rule.kind == "consent_to_sign" and (data or {}).get("sha256"):
+            # The Commission gets the PDF to sign with the message.
+            extra = {
+                "attach_sha256": str((data or {})["sha256"]),
+                "attach_name": f"{app.reference}.pdf",
+            }
         enqueue(
             session,
             application_id=app.id,
             kind=rule.kind,
             to=to,
-            lang=app.lang,
-            context=context,
+            lang="en" if rule.recipient != APPLICANT else app.lang,
+            context={**context, **extra},
         )
+
+
+def tell_applicant(session: Session, app: Application, *, to: str) -> str | None:
+    """Queue the message the applicant gets for ``app``'s state now, to ``to`` (the sender
+    of the mail that brought an EOI without a usable address of its own); return its kind."""
+    state = State(app.state)
+    if state is State.INVALID:
+        kind = "invalid"
+    elif state in (State.AWAITING_REVIEW, State.CONSENT_ISSUED):
+        kind = "received"  # (auto-approved at once: the reference is what they need first)
+    else:
+        return None
+    context = application_context(app)
+    if state is State.INVALID:
+        context["problems"] = "\n".join(
+            f"- {problem.get('message') or problem.get('code')}" for problem in app.problems
+        )
+    context.update(_status_line(session, app))
+    enqueue(session, application_id=app.id, kind=kind, to=to, lang=app.lang, context=context)
+    return kind
+
+
+#: Events other than state changes that tell someone (the store calls :func:`on_event`
+#: for these kinds only), by event kind → the README's event name.
+_ON_EVENT = {"reissued": "consent reissued"}
+
+
+def on_event(
+    session: Session, kind: str, *, reference: str | None, data: Mapping[str, Any]
+) -> None:
+    """Queue the messages an event that is not a state change causes (in its transaction):
+    a re-issued consent goes to the Commission to sign, with the new PDF."""
+    event = _ON_EVENT.get(kind)
+    if event is None or reference is None:
+        return
+    app = session.exec(select(Application).where(Application.reference == reference)).first()
+    if app is None:
+        return
+    context = application_context(app)
+    if data.get("sha256"):
+        context |= {"attach_sha256": str(data["sha256"]), "attach_name": f"{reference}.pdf"}
+    for rule in WHO_IS_TOLD:
+        if rule.event == event:
+            enqueue(session, application_id=app.id, kind=rule.kind, to=rule.recipient,
+                    lang="en", context=context)  # fmt: skip

@@ -350,6 +350,11 @@ class MailMessage(SQLModel, table=True):
     done_at: datetime | None = _utc_field(default=None)
 
 
+#: Event kinds, other than state changes, that queue messages (see
+#: :func:`workflow.notifications.on_event`).
+_TOLD_OF = frozenset({"reissued"})
+
+
 def _table(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 
@@ -1066,6 +1071,10 @@ class Tx:
         values["hash"] = _event_digest(**values)
         connection.execute(insert(_EVENTS), values)
         self._head = (values["hash"], count + 1, exists)
+        if kind in _TOLD_OF:  # an event that is not a state change but tells someone
+            from workflow.notifications import on_event  # noqa: PLC0415 - it imports the store
+
+            on_event(self.session, kind, reference=reference, data=data or {})
 
     def write_head(self) -> None:
         """Write the chain head this transaction moved (:meth:`Store.tx` calls it last)."""

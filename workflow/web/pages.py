@@ -182,6 +182,7 @@ def application(request: Request, ref: str, context: Ctx, who: Reader, done: str
             "can_upload": who.can(Permission.UPLOAD_SIGNED) and derived == State.CONSENT_ISSUED,
             "profile": supporters.lifecycle(context).profile_of(row.reference or ""),
             "done": done[:300],
+            "messages": context.store.notifications(row.id) if row.id is not None else [],
         },
     )
 
