@@ -108,6 +108,7 @@ _EXIT_CODES = (
     ("workflow.readonly", "NotAHomeError", 78),
     ("workflow.config", "ConfigError", 78),
     ("workflow.store", "StoreError", 78),
+    ("workflow.audit_key", "AuditKeyError", 78),
     ("workflow.intake", "FolderError", 78),
     ("workflow.states", "TransitionError", 1),
     ("workflow.states", "DecisionError", 1),
@@ -204,9 +205,10 @@ def _quiet_libraries() -> None:
 
 
 def _store(settings: Settings) -> Store:
+    from workflow.audit_key import load_key  # noqa: PLC0415
     from workflow.store import Store  # noqa: PLC0415
 
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, audit_key=load_key(settings.home))
     store.ensure_schema()
     return store
 
@@ -661,19 +663,27 @@ def user_token(name: str, by: ByOpt = None) -> None:
 def db_upgrade() -> None:
     """Create the database or migrate it to this version's schema."""
     with _errors():
+        from workflow.audit_key import load_key  # noqa: PLC0415
         from workflow.store import Store  # noqa: PLC0415
 
-        store = Store(_settings(existing=False).database_url)
+        settings = _settings(existing=False)
+        store = Store(settings.database_url, audit_key=load_key(settings.home))
         before = store.current_revision()
-        store.upgrade()
+        carried = store.upgrade()
         typer.echo(f"database schema: {before or 'empty'} -> {store.current_revision()}")
+        if carried:
+            typer.echo("event chain: carried over into the keyed chain (a re-key event records it)")
 
 
 @audit_app.command("verify")
 def audit_verify(as_json: JsonOpt = False) -> None:
     """Recompute the event hash chain; exit 1 and name the event if history was edited."""
+    from workflow.audit_key import load_key  # noqa: PLC0415
+
     with _errors():
-        result = _read_store(_settings()).verify_chain()
+        settings = _settings()
+        key = load_key(settings.home, create=False)  # a read: never makes a new key
+        result = _read_store(settings, audit_key=key).verify_chain()
     if as_json:
         _print_json(
             {

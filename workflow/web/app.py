@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflow.applications import Applications
 from workflow.archive import Access
+from workflow.audit_key import load_key
 from workflow.config import Settings
 from workflow.intake import Intake
 from workflow.states import DecisionError, TransitionError
@@ -326,7 +327,7 @@ def create_app(
         supporters,
     )
 
-    store = store or Store(settings.database_url)
+    store = store or Store(settings.database_url, audit_key=load_key(settings.home))
     services = services or build_applications(store, settings)
     clock = clock or (lambda: datetime.now(UTC))
     intake = Intake(

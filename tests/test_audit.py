@@ -1,0 +1,187 @@
+"""Evidence that holds (SPEC §9): the keyed event chain and what `audit verify` checks.
+
+Each tampering of issue 15 is done here as someone with write access to the database
+(or to archive/) would, and `consentflow audit verify` must report it; all of them
+passed on c1fb782, where the chain was plain SHA-256 with its head in the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from tests.eoi_files import filled_eoi
+from tests.test_migrations import plain_event
+from workflow.audit_key import KEY_ENV, KEY_FILE, AuditKey, load_key
+from workflow.cli import app
+from workflow.config import load_settings
+from workflow.store import REKEY_KIND, Store, event_hash
+
+runner = CliRunner()
+
+
+def cli(home: Path, *args: str) -> tuple[int, str]:
+    """Run ``consentflow --home HOME ARGS``; return exit code and standard output."""
+    result = runner.invoke(app, ["--home", str(home), *args])
+    return result.exit_code, result.stdout + (result.stderr or "")
+
+
+@pytest.fixture
+def home(tmp_path: Path, database_url: str) -> Path:
+    """A home folder whose consentflow.toml points at the test database."""
+    path = tmp_path / "home"
+    path.mkdir()
+    (path / "consentflow.toml").write_text(f'[database]\nurl = "{database_url}"\n')
+    return path
+
+
+@pytest.fixture
+def keyfile_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home whose audit key is its own audit.key file (no CONSENTFLOW_AUDIT_KEY)."""
+    monkeypatch.delenv(KEY_ENV)
+    return home
+
+
+def _process(home: Path, *names: str) -> None:
+    inbox = home / "inbox"
+    inbox.mkdir(exist_ok=True)
+    for name in names:
+        (inbox / f"{name}.pdf").write_bytes(filled_eoi(org_name=f"{name} Network"))
+    code, out = cli(home, "run", "--once")
+    assert code == 0, out
+
+
+# -- the key -------------------------------------------------------------------------------
+
+
+def test_first_start_creates_a_private_key_file_and_keys_every_event(keyfile_home: Path) -> None:
+    """The key file is made at first start, 0600; events are HMACs under it, not SHA-256."""
+    _process(keyfile_home, "Alpha")
+    key_file = keyfile_home / KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = load_key(keyfile_home, create=False)
+    store = Store(_url(keyfile_home), audit_key=key)
+    events = store.events()
+    assert events
+    for row in events:
+        assert row.hash == event_hash(row, key) != event_hash(row)
+    assert cli(keyfile_home, "audit", "verify")[0] == 0
+
+    # Someone who can write the database but not read the key cannot rewrite an event,
+    # even recomputing its hash and every link after it as the plain chain allowed.
+    _rewrite_plainly(store, events[0].id, actor="mallory")
+    code, out = cli(keyfile_home, "audit", "verify")
+    assert code == 1
+    assert "rewritten without the key" in out
+    # Nor can they get the rewrite carried over into a keyed chain by resetting the head
+    # to a plain one: writers refuse, and so does `db upgrade` at this schema.
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE chain_head SET key_id = NULL, mac = NULL"))
+    assert cli(keyfile_home, "db", "upgrade")[0] == 0
+    code, out = cli(keyfile_home, "reject", _references(keyfile_home)[0], "--reason", "no")
+    assert code == 78
+    assert "without the audit key" in out
+    assert cli(keyfile_home, "audit", "verify")[0] == 1
+    store.close()
+
+
+def test_another_key_is_named_as_such(keyfile_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a different key, verify says so (not "edited") and writers refuse to go on."""
+    _process(keyfile_home, "Alpha")
+    monkeypatch.setenv(KEY_ENV, "x" * 40)
+    code, out = cli(keyfile_home, "audit", "verify")
+    assert code == 1
+    code, out = cli(keyfile_home, "reject", _references(keyfile_home)[0], "--reason", "no")
+    assert code == 78
+    assert "another audit key" in out
+
+
+def test_the_environment_variable_wins_and_no_file_is_made(home: Path) -> None:
+    """CONSENTFLOW_AUDIT_KEY (set by conftest) keys the chain; no audit.key appears."""
+    _process(home, "Alpha")
+    assert not (home / KEY_FILE).exists()
+    key = AuditKey(os.environ[KEY_ENV].encode(), KEY_ENV)
+    row = Store(_url(home), audit_key=key).events()[0]
+    assert row.hash == event_hash(row, key)
+
+
+def test_a_key_file_others_can_read_is_refused(keyfile_home: Path) -> None:
+    """A key anyone can read is no secret: the command stops and says what to run."""
+    _process(keyfile_home, "Alpha")
+    (keyfile_home / KEY_FILE).chmod(0o644)
+    code, out = cli(keyfile_home, "status")
+    assert code == 78
+    assert "chmod 600" in out
+
+
+def test_db_upgrade_carries_a_plain_chain_over_with_a_recorded_rekey(
+    keyfile_home: Path,
+) -> None:
+    """A database from before the key (0004_i13, plain SHA-256 events) is carried over
+    by `db upgrade`: a re-key event names the plain head, and the plain part stays
+    protected — editing it afterwards is reported."""
+    store = Store(_url(keyfile_home))
+    store.upgrade("0004_i13")
+    first = plain_event(store, None, "one")
+    last = plain_event(store, None, "two")
+    code, out = cli(keyfile_home, "db", "upgrade")
+    assert code == 0, out
+    assert "carried over" in out
+    rekey = store.events()[-1]
+    assert rekey.kind == REKEY_KIND
+    assert rekey.data["plain_head"] == last
+    assert rekey.data["plain_events"] == 2
+    assert cli(keyfile_home, "audit", "verify")[0] == 0
+    assert cli(keyfile_home, "db", "upgrade")[0] == 0  # a second time: no second re-key
+    assert [row.kind for row in store.events()].count(REKEY_KIND) == 1
+
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE events SET reason = 'three' WHERE hash = :h"), {"h": first})
+    code, out = cli(keyfile_home, "audit", "verify")
+    assert code == 1
+    store.close()
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _url(home: Path) -> str:
+    return load_settings(home).database_url
+
+
+def _references(home: Path) -> list[str]:
+    code, out = cli(home, "status", "--json")
+    assert code == 0
+    return [row["reference"] for row in json.loads(out)]
+
+
+def _rewrite_plainly(store: Store, event_id: int | None, **changes: str) -> None:
+    """Edit one event and recompute every plain SHA-256 hash and link from it on, and the
+    head: the rewrite that passed `audit verify` before the chain was keyed."""
+    rows = store.events()
+    previous = None
+    with store.engine.begin() as connection:
+        for row in rows:
+            if row.id == event_id:
+                for name, value in changes.items():
+                    setattr(row, name, value)
+            if previous is not None:
+                row.prev_hash = previous
+            if row.id is not None and event_id is not None and row.id >= event_id:
+                row.hash = event_hash(row)
+                connection.execute(
+                    text(
+                        "UPDATE events SET actor = :actor, prev_hash = :p, hash = :h WHERE id = :id"
+                    ),
+                    {"actor": row.actor, "p": row.prev_hash, "h": row.hash, "id": row.id},
+                )
+            previous = row.hash
+        connection.execute(text("UPDATE chain_head SET last_hash = :h"), {"h": previous})
+
+
