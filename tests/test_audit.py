@@ -185,3 +185,148 @@ def _rewrite_plainly(store: Store, event_id: int | None, **changes: str) -> None
         connection.execute(text("UPDATE chain_head SET last_hash = :h"), {"h": previous})
 
 
+
+# -- what `audit verify` checks: each tampering of issue 15 ------------------------------------
+
+
+@pytest.fixture
+def office(home: Path) -> Path:
+    """A home with three applications: one issued a consent, two awaiting review."""
+    _process(home, "Alpha", "Beta", "Gamma")
+    first = _references(home)[0]
+    code, out = cli(home, "approve", first, "--by", "anna")
+    assert code == 0, out
+    return home
+
+
+def _verify(home: Path) -> tuple[int, dict[str, object]]:
+    code, out = cli(home, "audit", "verify", "--json")
+    return code, json.loads(out)
+
+
+def _codes(report: dict[str, object]) -> set[str]:
+    problems = report["problems"]
+    assert isinstance(problems, list)
+    return {problem["code"] for problem in problems}
+
+
+def _sql(home: Path, *statements: str) -> None:
+    store = Store(_url(home))
+    with store.engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+    store.close()
+
+
+def test_untouched_office_passes(office: Path) -> None:
+    """Nothing edited: exit 0, with what was compared."""
+    code, report = _verify(office)
+    assert code == 0, report
+    assert report["ok"] is True
+    assert report["applications"] == 3
+    assert report["documents"] == 4  # three EOIs and one consent
+    code, out = cli(office, "audit", "verify")
+    assert "3 applications and 4 documents agree" in out
+
+
+def test_deleting_the_newest_events_and_moving_the_head_back_is_detected(
+    office: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Truncation with a consistent head (last hash and count) was "intact" on c1fb782.
+
+    The newest event here is a user's: no record disagrees with its removal, so only the
+    keyed count of the head can tell."""
+    monkeypatch.setenv("PW", "a long enough password 123")
+    assert cli(office, "user", "add", "olga", "--role", "office", "--password-env", "PW")[0] == 0
+    assert _verify(office)[0] == 0
+    store = Store(_url(office))
+    *kept, newest = store.events()
+    store.close()
+    assert newest.kind == "user"
+    _sql(
+        office,
+        f"DELETE FROM events WHERE id = {newest.id}",
+        f"UPDATE chain_head SET last_hash = '{kept[-1].hash}', count = {len(kept)}",
+    )
+    code, report = _verify(office)
+    assert code == 1
+    assert report["chain_ok"] is False
+    assert "HMAC" in str(report["problem"])
+    assert _codes(report) == set()  # the records themselves agree: only the head tells
+
+
+def test_deleting_the_newest_state_events_and_the_head_is_detected(office: Path) -> None:
+    """The issue's case: the newest events (the approval) removed, head rewritten."""
+    store = Store(_url(office))
+    events = store.events()
+    store.close()
+    cut = next(i for i, row in enumerate(events) if row.to_state == "consent_issued")
+    _sql(
+        office,
+        f"DELETE FROM events WHERE id >= {events[cut].id}",
+        f"UPDATE chain_head SET last_hash = '{events[cut - 1].hash}', count = {cut}",
+    )
+    code, report = _verify(office)
+    assert code == 1
+    assert report["chain_ok"] is False
+    assert "state_mismatch" in _codes(report)
+
+
+def test_deleting_every_event_and_the_head_with_applications_present_is_detected(
+    office: Path,
+) -> None:
+    """`delete from events; delete from chain_head` gave "intact: 0 events" on c1fb782."""
+    _sql(office, "DELETE FROM events", "DELETE FROM chain_head")
+    code, report = _verify(office)
+    assert code == 1
+    assert report["events"] == 0
+    problems = report["problems"]
+    assert isinstance(problems, list)
+    assert [p["code"] for p in problems if p["code"] == "events_missing"] == ["events_missing"] * 3
+    code, out = cli(office, "audit", "verify")
+    assert code == 1
+    assert "has no events: its history was deleted" in out
+
+
+def test_a_state_set_in_the_database_is_detected(office: Path) -> None:
+    """`update applications set state='signed'` passed on c1fb782."""
+    _sql(office, "UPDATE applications SET state = 'signed'")
+    code, report = _verify(office)
+    assert code == 1
+    assert report["chain_ok"] is True
+    assert "state_mismatch" in _codes(report)
+    problems = report["problems"]
+    assert isinstance(problems, list)
+    assert sum(p["code"] == "state_mismatch" for p in problems) == 3
+
+
+def test_an_issued_hash_set_in_the_database_is_detected(office: Path) -> None:
+    """The issued consent's hash is the one the issuing event names."""
+    forged = "f" * 64
+    _sql(office, f"UPDATE applications SET issued_sha256 = '{forged}' WHERE issued_sha256 <> ''")
+    code, report = _verify(office)
+    assert code == 1
+    assert {"issued_mismatch", "document_unrecorded"} <= _codes(report)
+
+
+def test_a_document_removed_from_the_archive_is_detected(office: Path) -> None:
+    """Every recorded document must be in archive/ under its SHA-256."""
+    files = sorted(path for path in (office / "archive").rglob("*") if path.is_file()
+                   and len(path.name) == 64)  # fmt: skip
+    assert len(files) == 4
+    files[0].unlink()
+    code, report = _verify(office)
+    assert code == 1
+    assert _codes(report) == {"document_missing"}
+
+
+def test_a_document_altered_in_the_archive_is_detected(office: Path) -> None:
+    """… and with the bytes that hash to it."""
+    files = sorted(path for path in (office / "archive").rglob("*") if path.is_file()
+                   and len(path.name) == 64)  # fmt: skip
+    target = files[-1]
+    target.chmod(0o600)
+    target.write_bytes(target.read_bytes() + b"%% appended\n")
+    code, report = _verify(office)
+    assert code == 1
+    assert _codes(report) == {"document_altered"}

@@ -677,27 +677,33 @@ def db_upgrade() -> None:
 
 @audit_app.command("verify")
 def audit_verify(as_json: JsonOpt = False) -> None:
-    """Recompute the event hash chain; exit 1 and name the event if history was edited."""
+    """Check the keyed event chain, and every application and archived document against
+    it; exit 1 and name each disagreement if history or records were edited."""
+    from workflow.audit import audit  # noqa: PLC0415
     from workflow.audit_key import load_key  # noqa: PLC0415
 
     with _errors():
         settings = _settings()
         key = load_key(settings.home, create=False)  # a read: never makes a new key
-        result = _read_store(settings, audit_key=key).verify_chain()
+        report = audit(_read_store(settings, audit_key=key), settings.archive)
     if as_json:
-        _print_json(
-            {
-                "ok": result.ok,
-                "events": result.events,
-                "bad_event": result.bad_event_id,
-                "problem": result.problem,
-            }
-        )
-    elif result.ok:
-        typer.echo(f"audit trail intact: {result.events} events")
-    else:
-        typer.echo(f"audit trail BROKEN at event {result.bad_event_id}: it {result.problem}")
+        _print_json(report.to_json())
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    result = report.chain
     if not result.ok:
+        where = f"at event {result.bad_event_id}" if result.bad_event_id else "at its end"
+        typer.echo(f"audit trail BROKEN {where}: it {result.problem}")
+    for problem in report.problems:
+        typer.echo(f"audit: {problem.code}: {problem.message}")
+    if report.ok:
+        typer.echo(
+            f"audit trail intact: {result.events} events (key {report.key_id}), "
+            f"{report.applications} applications and {report.documents} documents agree"
+        )
+    else:
+        typer.echo(f"audit FAILED: {len(report.problems) + (not result.ok)} problem(s)")
         raise typer.Exit(1)
 
 

@@ -985,6 +985,44 @@ class Store:
                 query = query.where(Notification.application_id == application_id)
             return list(session.exec(query.order_by(col(Notification.id))))
 
+    # -- what `audit verify` compares (streamed: the tables grow without bound) ----------
+
+    def state_events(self) -> Iterator[tuple[str, str, str | None, str | None, dict[str, Any]]]:
+        """``(reference, kind, from state, to state, data)`` of every state change and every
+        reissue (the consent replaced, the state kept: no to state), oldest first."""
+        events = _EVENTS.c
+        query = (
+            core_select(events.reference, events.kind, events.from_state, events.to_state,
+                        events.data)
+            .where(or_(events.to_state.is_not(None), events.kind == "reissued"),
+                   events.reference.is_not(None))
+            .order_by(events.id)
+        )  # fmt: skip
+        with self._reader.connect() as connection:
+            for ref, kind, old, new, data in connection.execution_options(yield_per=2000).execute(
+                query
+            ):
+                yield ref, kind, old, new, data or {}
+
+    def application_hashes(
+        self,
+    ) -> Iterator[tuple[str, str, str, str | None, str | None]]:
+        """``(reference, state, EOI, issued, signed SHA-256)`` of every application."""
+        apps = _APPLICATIONS.c
+        query = core_select(
+            apps.reference, apps.state, apps.eoi_sha256, apps.issued_sha256, apps.signed_sha256
+        ).where(apps.reference.is_not(None)).order_by(apps.id)
+        with self._reader.connect() as connection:
+            rows = connection.execution_options(yield_per=2000).execute(query)
+            yield from rows
+
+    def document_facts(self) -> Iterator[tuple[str, str, int]]:
+        """``(SHA-256, kind, size)`` of every recorded document."""
+        docs = _DOCUMENTS.c
+        query = core_select(docs.sha256, docs.kind, docs.size).order_by(docs.id)
+        with self._reader.connect() as connection:
+            yield from connection.execution_options(yield_per=2000).execute(query)
+
     def key_chain(self) -> None:
         """Check the chain head against the key, and on a new database write a keyed head
         at once (``run`` calls it at start). Raises
