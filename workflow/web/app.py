@@ -35,6 +35,7 @@ from workflow.archive import Access
 from workflow.audit_key import load_key
 from workflow.config import Settings
 from workflow.intake import Intake
+from workflow.printable import printable
 from workflow.states import DecisionError, TransitionError
 from workflow.store import Store
 from workflow.users import Permission, UserError, Users
@@ -290,6 +291,7 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = when
+    env.filters["printable"] = printable  # text from outside in a pre-wrap cell: one line
     return env
 
 
