@@ -115,9 +115,10 @@ def test_a_key_file_others_can_read_is_refused(keyfile_home: Path) -> None:
     """A key anyone can read is no secret: the command stops and says what to run."""
     _process(keyfile_home, "Alpha")
     (keyfile_home / KEY_FILE).chmod(0o644)
-    code, out = cli(keyfile_home, "status")
-    assert code == 78
-    assert "chmod 600" in out
+    for command in (["audit", "verify"], ["reject", _references(keyfile_home)[0], "--reason", "x"]):
+        code, out = cli(keyfile_home, *command)
+        assert code == 78, command
+        assert "chmod 600" in out
 
 
 def test_db_upgrade_carries_a_plain_chain_over_with_a_recorded_rekey(
@@ -227,6 +228,22 @@ def test_untouched_office_passes(office: Path) -> None:
     assert report["documents"] == 4  # three EOIs and one consent
     code, out = cli(office, "audit", "verify")
     assert "3 applications and 4 documents agree" in out
+
+
+def test_a_reissued_consent_agrees_and_its_record_is_checked(office: Path) -> None:
+    """A reissue (an event that names the new consent, the state kept) passes; the old
+    consent's hash put back into the record does not."""
+    reference = _references(office)[0]
+    old = json.loads(cli(office, "show", reference, "--json")[1])["issued_sha256"]
+    code, out = cli(office, "reissue", reference, "--reason", "the seal changed", "--by", "anna")
+    assert code == 0, out
+    code, report = _verify(office)
+    assert code == 0, report
+    assert report["documents"] == 5
+    _sql(office, f"UPDATE applications SET issued_sha256 = '{old}' WHERE reference = '{reference}'")
+    code, report = _verify(office)
+    assert code == 1
+    assert _codes(report) == {"issued_mismatch"}
 
 
 def test_deleting_the_newest_events_and_moving_the_head_back_is_detected(
