@@ -693,8 +693,9 @@ def audit_verify(as_json: JsonOpt = False) -> None:
 
     with _errors():
         settings = _settings()
-        key = load_key(settings.home, create=False)  # a read: never makes a new key
-        report = audit(_read_store(settings, audit_key=key), settings.archive)
+        store = _read_store(settings)  # first: "not a consentflow home" before "no key"
+        store.audit_key = load_key(settings.home, create=False)  # a read: never makes one
+        report = audit(store, settings.archive)
     if as_json:
         _print_json(report.to_json())
         if not report.ok:
