@@ -29,6 +29,7 @@ from bench.floor import Floor, measure_floor
 from bench.profiling import Profile, profile_engine
 from bench.report import Row, print_run, render_results, status
 from bench.scale import burst, run_burst
+from workflow.audit_key import load_key
 from workflow.signing import Signer, sign_consent
 from workflow.store import Store
 
@@ -306,7 +307,7 @@ def _scale(run: Run, corpus: Corpus, main_home: Home, work: Path) -> None:
     label = f"{n} files (valid, invalid, repeated, damaged), 4 workers, PostgreSQL"
     _step(f"scale: {label}")
     home = Home(work / "scale", database_url=url, pki=main_home.pki)
-    store = Store(url)
+    store = Store(url, audit_key=load_key(home.root))
     home.start(4)
     try:
         account = run_burst(home, store, work_burst, timeout=120 + 2.0 * n)

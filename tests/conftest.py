@@ -118,3 +118,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_database")
     _reset_postgres(url)
     return url
+
+
+#: The audit key every test's stores, engines and CLI runs share unless a test removes it
+#: (the key file in the home folder is what `tests/test_audit.py` exercises).
+TEST_AUDIT_KEY = "consentflow-tests-audit-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_key() -> Iterator[None]:
+    """Key the event chain in every test: a `Store(url)` takes CONSENTFLOW_AUDIT_KEY, and
+    so do the CLI processes and engines the tests start. Session-wide and autouse, so it
+    is set before the session fixtures (the web tests' site) build their stores."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONSENTFLOW_AUDIT_KEY", TEST_AUDIT_KEY)
+        yield

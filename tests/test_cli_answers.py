@@ -6,6 +6,7 @@ mistakes name the option that fixes them.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -163,6 +164,7 @@ def test_read_only_commands_on_a_read_only_database(processed: Path, tmp_path: P
     for path in key:
         if path.is_file():
             (home / path.name).write_bytes(path.read_bytes())
+    shutil.copytree(processed / "archive", home / "archive")  # audit verify reads it too
     for path in (*home.iterdir(), home):
         path.chmod(0o555 if path.is_dir() else 0o444)
     try:

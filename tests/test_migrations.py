@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from workflow.states import State
-from workflow.store import Store
+from workflow.store import GENESIS, REKEY_KIND, EventRow, Store, event_hash
 
 
 def _revisions() -> list[str]:
@@ -38,6 +38,27 @@ def test_empty_database_upgrades_to_a_schema_matching_the_models(database_url: s
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert diff == []
     store.close()
+
+
+def plain_event(store: Store, reference: str | None, reason: str) -> str:
+    """Append an event as consentflow did before the audit key: plain SHA-256, written
+    with SQL that every earlier schema accepts. Returns its hash."""
+    with store.engine.begin() as connection:
+        last_hash, count = connection.execute(
+            text("SELECT last_hash, count FROM chain_head WHERE id = 1")
+        ).one()
+        row = EventRow(
+            at=datetime.now(UTC), reference=reference, actor="system", kind="note",
+            reason=reason, data={}, prev_hash=last_hash, hash="",
+        )  # fmt: skip
+        row.hash = event_hash(row)
+        values = row.model_dump(exclude={"id"})
+        connection.execute(EventRow.__table__.insert(), values)  # type: ignore[attr-defined]
+        connection.execute(
+            text("UPDATE chain_head SET last_hash = :h, count = :n WHERE id = 1"),
+            {"h": row.hash, "n": count + 1},
+        )
+    return row.hash
 
 
 def _seed(store: Store) -> None:
@@ -67,10 +88,7 @@ def test_upgrade_from_earlier_revision_keeps_data(database_url: str, revision: s
     store = Store(database_url)
     store.upgrade(revision)
     _seed(store)
-    with store.tx() as tx:
-        app = tx.get_application("SUP-2026-00001")
-        assert app is not None
-        tx.append_event("note", actor="system", reference=app.reference, reason="before upgrade")
+    plain_head = plain_event(store, "SUP-2026-00001", "before upgrade")
 
     with pytest.raises(Exception, match="consentflow db upgrade"):
         store.ensure_schema()
@@ -89,6 +107,11 @@ def test_upgrade_from_earlier_revision_keeps_data(database_url: str, revision: s
         assert moved is not None
         tx.move(moved, State.INELIGIBLE, actor="anna", reason="after upgrade")
     assert store.verify_chain().ok
+    # The plain chain was carried over by a recorded re-key naming where it ended.
+    _, rekey, _ = store.events()
+    assert rekey.kind == REKEY_KIND
+    assert rekey.data["plain_head"] == plain_head != GENESIS
+    assert rekey.data["plain_events"] == 1
     store.close()
 
 

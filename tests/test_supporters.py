@@ -15,6 +15,7 @@ import pytest
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
+from workflow.archive import Archive
 from workflow.cli import app as cli_app
 from workflow.config import Settings, load_settings
 from workflow.lifecycle.mail import KINDS
@@ -83,6 +84,31 @@ def make_signed(store: Store, name: str, country: str = "FI", **fields: str) -> 
             state=State.RECEIVED, eoi_sha256=f"{len(name):02d}{name}".encode().hex()[:64],
             org_name=name, org_key=f"{name.casefold()}|{country}", country=country,
             lang="en", fields=values,
+        )  # fmt: skip
+        for target in (State.AWAITING_REVIEW, State.CONSENT_ISSUED, State.SIGNED):
+            tx.move(app, target, actor="system", reason=f"to {target}")
+        assert app.reference is not None
+        return app.reference
+
+
+def make_signed_in_home(store: Store, archive: Path, name: str, country: str) -> str:
+    """A ``signed`` application as a home holds one, for `audit verify`: its EOI in
+    ``archive`` and recorded, a "received" event naming it, then the transitions."""
+    eoi = f"EOI of {name}".encode()
+    sha256 = Archive(archive).put(eoi)
+    with store.tx() as tx:
+        app = tx.new_application(
+            state=State.RECEIVED, eoi_sha256=sha256, org_name=name,
+            org_key=f"{name.casefold()}|{country}", country=country, lang="en",
+            fields={"org_name": name, "country": country},
+        )  # fmt: skip
+        tx.add_document(
+            sha256=sha256, kind="eoi", size=len(eoi), original_name=f"{name}.pdf",
+            application_id=app.id,
+        )  # fmt: skip
+        tx.append_event(
+            "received", actor="system", reference=app.reference, to_state=State.RECEIVED,
+            reason="EOI received", data={"sha256": sha256},
         )  # fmt: skip
         for target in (State.AWAITING_REVIEW, State.CONSENT_ISSUED, State.SIGNED):
             tx.move(app, target, actor="system", reason=f"to {target}")
@@ -340,7 +366,7 @@ def test_cli_profile_publish_suspend_reinstate_feedback(tmp_path: Path) -> None:
     settings = load_settings(tmp_path)
     store = Store(settings.database_url)
     store.ensure_schema()
-    ref = make_signed(store, "CLI Network", "SE")
+    ref = make_signed_in_home(store, settings.archive, "CLI Network", "SE")
     code, out = cli("profile", ref, "--by", "anna", "--json")
     assert code == 0, out
     shown = json.loads(out)

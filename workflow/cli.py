@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperOption
 
 from forms.eoi import Lang
+from workflow.printable import PrintableFormatter, printable
 from workflow.states import State
 
 if TYPE_CHECKING:  # imported where used: `--help` and `status` must start at once
@@ -98,7 +99,7 @@ def _login() -> str:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"consentflow: {message}", err=True)
+    typer.echo(f"consentflow: {printable(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -108,6 +109,7 @@ _EXIT_CODES = (
     ("workflow.readonly", "NotAHomeError", 78),
     ("workflow.config", "ConfigError", 78),
     ("workflow.store", "StoreError", 78),
+    ("workflow.audit_key", "AuditKeyError", 78),
     ("workflow.intake", "FolderError", 78),
     ("workflow.states", "TransitionError", 1),
     ("workflow.states", "DecisionError", 1),
@@ -204,11 +206,18 @@ def _quiet_libraries() -> None:
 
 
 def _store(settings: Settings) -> Store:
+    from workflow.audit_key import load_key  # noqa: PLC0415
     from workflow.store import Store  # noqa: PLC0415
 
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, audit_key=load_key(settings.home))
     store.ensure_schema()
     return store
+
+
+def _say(line: str) -> None:
+    """Print one human-readable line: text from outside (file names, form values,
+    reasons, subjects) cannot break it into fake lines or drive the terminal."""
+    typer.echo(printable(line))
 
 
 def _print_json(value: Any) -> None:
@@ -232,11 +241,9 @@ def run(
     """Watch inbox/ and signed/ and process every file that arrives; serve the dashboard."""
     import signal  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     _quiet_libraries()
     with _errors():
@@ -387,10 +394,11 @@ def status(
         f"{row['org_name'] or '(no organisation name)'}  (updated {row['updated_at'][:19]}Z)"
         for row in rows
     ]
-    typer.echo("\n".join(lines) if lines else "no applications")  # one write: 10,000 lines
+    # one write for 10,000 lines; each escaped (`workflow.printable`)
+    typer.echo("\n".join(map(printable, lines)) if lines else "no applications")
     for notice in notices:
         until = f"; taken as it is at {notice.until:%Y-%m-%d %H:%M:%S}Z" if notice.until else ""
-        typer.echo(
+        _say(
             f"{notice.folder}/{notice.name}  {notice.kind}: {notice.message} "
             f"(since {notice.since:%Y-%m-%d %H:%M:%S}Z{until})"
         )
@@ -413,23 +421,23 @@ def show(reference: str, as_json: JsonOpt = False) -> None:
         return
     country = f" ({detail['country']})" if detail["country"] else ""
     name = detail["org_name"] or "(no organisation name)"
-    typer.echo(f"{detail['reference']}  {detail['state']}  {name}{country}")
-    typer.echo(f"received {detail['received_at']}, updated {detail['updated_at']}")
+    _say(f"{detail['reference']}  {detail['state']}  {name}{country}")
+    _say(f"received {detail['received_at']}, updated {detail['updated_at']}")
     for name, value in detail["fields"].items():
-        typer.echo(f"  {name}: {value}")
+        _say(f"  {name}: {value}")
     for problem in detail["problems"]:
-        typer.echo(f"  problem {problem['field']} [{problem['code']}]: {problem['message']}")
+        _say(f"  problem {problem['field']} [{problem['code']}]: {problem['message']}")
     for finding in detail["findings"]:
-        typer.echo(f"  finding [{finding['code']}]: {finding['message']}")
+        _say(f"  finding [{finding['code']}]: {finding['message']}")
     for doc in detail["documents"]:
-        typer.echo(f"  document {doc['kind']}: {doc['sha256']} ({doc['size']} bytes)")
+        _say(f"  document {doc['kind']}: {doc['sha256']} ({doc['size']} bytes)")
     for report in detail["signature_reports"]:
         verdict = "accepted" if report["accepted"] else "rejected"
-        typer.echo(
+        _say(
             f"  signature {verdict}: {report.get('indication')} {report.get('subindication') or ''}"
         )
     for event in detail["events"]:
-        typer.echo("  " + _event_line(event))
+        _say("  " + _event_line(event))
 
 
 def _reference(reference: str) -> str:
@@ -481,7 +489,10 @@ def log_(
         last = 0
         while True:
             for row in rows:
-                typer.echo(json.dumps(row, ensure_ascii=False) if as_json else _event_line(row))
+                if as_json:
+                    typer.echo(json.dumps(row, ensure_ascii=False))
+                else:
+                    _say(_event_line(row))
                 last = row["id"]
             if not follow:
                 return
@@ -504,7 +515,7 @@ def approve(
         settings = _settings()
         services = build_applications(_writable_store(settings), settings)
         issued = services.approve(reference, actor=by or _login())
-    typer.echo(f"{reference}: consent issued -> {issued.path} (sha256 {issued.sha256})")
+    _say(f"{reference}: consent issued -> {issued.path} (sha256 {issued.sha256})")
 
 
 @app.command()
@@ -523,7 +534,7 @@ def reject(
         settings = _settings()
         services = Applications(_writable_store(settings), settings)  # no seal or verifier
         services.reject(reference, actor=by or _login(), reason=reason)
-    typer.echo(f"{reference}: ineligible ({reason})")
+    _say(f"{reference}: ineligible ({reason})")
 
 
 @app.command()
@@ -551,7 +562,7 @@ def retry(
         except FileNotFoundError as exc:  # no such file, or a link or report (RetryError)
             _fail(str(exc), 1)
     for name in moved:
-        typer.echo(f"retrying {name}")
+        _say(f"retrying {name}")
 
 
 # -- dashboard users -------------------------------------------------------------------------
@@ -621,11 +632,11 @@ def user_list(as_json: JsonOpt = False) -> None:
         _print_json(rows)
         return
     for row in rows:
-        typer.echo(
+        _say(
             f"{row['name']:<24} {row['role']:<11} {'disabled' if row['disabled'] else 'enabled'}"
         )
     if not rows:
-        typer.echo(
+        _say(
             "no users (`consentflow run` or `web` prints a link that creates the first admin)"
         )
 
@@ -661,33 +672,48 @@ def user_token(name: str, by: ByOpt = None) -> None:
 def db_upgrade() -> None:
     """Create the database or migrate it to this version's schema."""
     with _errors():
+        from workflow.audit_key import load_key  # noqa: PLC0415
         from workflow.store import Store  # noqa: PLC0415
 
-        store = Store(_settings(existing=False).database_url)
+        settings = _settings(existing=False)
+        store = Store(settings.database_url, audit_key=load_key(settings.home))
         before = store.current_revision()
-        store.upgrade()
+        carried = store.upgrade()
         typer.echo(f"database schema: {before or 'empty'} -> {store.current_revision()}")
+        if carried:
+            typer.echo("event chain: carried over into the keyed chain (a re-key event records it)")
 
 
 @audit_app.command("verify")
 def audit_verify(as_json: JsonOpt = False) -> None:
-    """Recompute the event hash chain; exit 1 and name the event if history was edited."""
+    """Check the keyed event chain, and every application and archived document against
+    it; exit 1 and name each disagreement if history or records were edited."""
+    from workflow.audit import audit  # noqa: PLC0415
+    from workflow.audit_key import load_key  # noqa: PLC0415
+
     with _errors():
-        result = _read_store(_settings()).verify_chain()
+        settings = _settings()
+        store = _read_store(settings)  # first: "not a consentflow home" before "no key"
+        store.audit_key = load_key(settings.home, create=False)  # a read: never makes one
+        report = audit(store, settings.archive)
     if as_json:
-        _print_json(
-            {
-                "ok": result.ok,
-                "events": result.events,
-                "bad_event": result.bad_event_id,
-                "problem": result.problem,
-            }
-        )
-    elif result.ok:
-        typer.echo(f"audit trail intact: {result.events} events")
-    else:
-        typer.echo(f"audit trail BROKEN at event {result.bad_event_id}: it {result.problem}")
+        _print_json(report.to_json())
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    result = report.chain
     if not result.ok:
+        where = f"at event {result.bad_event_id}" if result.bad_event_id else "at its end"
+        _say(f"audit trail BROKEN {where}: it {result.problem}")
+    for problem in report.problems:
+        _say(f"audit: {problem.code}: {problem.message}")
+    if report.ok:
+        _say(
+            f"audit trail intact: {result.events} events (key {report.key_id}), "
+            f"{report.applications} applications and {report.documents} documents agree"
+        )
+    else:
+        _say(f"audit FAILED: {len(report.problems) + (not result.ok)} problem(s)")
         raise typer.Exit(1)
 
 
@@ -771,7 +797,7 @@ def check(file: Path, as_json: JsonOpt = False) -> None:
         if as_json:
             _print_json({"valid": False, "error": {"code": str(exc.code), "message": exc.message}})
         else:
-            typer.echo(f"{file}: unusable ({exc.code}): {exc.message}")
+            _say(f"{file}: unusable ({exc.code}): {exc.message}")
         raise typer.Exit(2) from None
     result = validate(raw.values, lang=raw.lang, today=datetime.now(UTC).date())
     findings = (
@@ -792,11 +818,11 @@ def check(file: Path, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(document)
     else:
-        typer.echo(f"{file}: {'valid' if result.valid else 'problems found'}")
+        _say(f"{file}: {'valid' if result.valid else 'problems found'}")
         for problem in result.problems:
-            typer.echo(f"  {problem.field} [{problem.code}]: {problem.message}")
+            _say(f"  {problem.field} [{problem.code}]: {problem.message}")
         for finding in findings:
-            typer.echo(f"  finding [{finding.code}]: {finding.message}")
+            _say(f"  finding [{finding.code}]: {finding.message}")
     raise typer.Exit(0 if result.valid else 1)
 
 
@@ -830,18 +856,18 @@ def verify(file: Path, as_json: JsonOpt = False) -> None:
         _print_json(document)
     else:
         verdict = "accepted" if report.accepted else "REJECTED"
-        typer.echo(f"{file}: {verdict} ({report.indication}/{report.subindication or '-'})")
-        typer.echo(f"  reference: {report.reference or '(not issued here)'}")
+        _say(f"{file}: {verdict} ({report.indication}/{report.subindication or '-'})")
+        _say(f"  reference: {report.reference or '(not issued here)'}")
         if report.signer_subject:
-            typer.echo(f"  signer: {report.signer_subject} (sha256 {report.signer_sha256})")
+            _say(f"  signer: {report.signer_subject} (sha256 {report.signer_sha256})")
         else:
-            typer.echo("  signer: none found")
+            _say("  signer: none found")
         for check in report.checks:
             if check.ok:
                 shown = _PASSED_WORDING.get(check.code, check.code)
-                typer.echo(f"  [ok] {shown}: {check.message}")
+                _say(f"  [ok] {shown}: {check.message}")
             else:
-                typer.echo(f"  [FAIL] {check.code}: {check.message}")
+                _say(f"  [FAIL] {check.code}: {check.message}")
     raise typer.Exit(0 if report.accepted else 2 if unusable else 1)
 
 

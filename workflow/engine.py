@@ -21,6 +21,7 @@ from typing import Protocol
 
 from workflow.applications import Applications, Sealer
 from workflow.archive import Access, make_dir, remove_stale_temp_files
+from workflow.audit_key import load_key
 from workflow.config import Settings
 from workflow.intake import Claimed, FolderError, Intake, Processor
 from workflow.notices import Notice, NoticeBoard
@@ -69,7 +70,9 @@ class Engine:
         observer_factory: ObserverFactory = default_observer,
     ) -> None:
         self.settings = settings
-        self.store = store or Store(settings.database_url, clock=clock)
+        self.store = store or Store(
+            settings.database_url, clock=clock, audit_key=load_key(settings.home)
+        )
         self.applications = build_applications(self.store, settings, clock=clock)
         processors: dict[str, Processor] = {
             "inbox": self.applications.receive_eoi,
@@ -113,6 +116,7 @@ class Engine:
                 log.info("removed %d unfinished temporary file(s) from %s", removed, folder)
         if not self._wait_for_database(stop):
             return False
+        self.store.key_chain()  # another key, or a head changed without it: stop here
         self.intake.prepare()
         self.applications.warm_up()
         self.notices.clear_dead()

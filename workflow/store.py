@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -61,10 +62,20 @@ from sqlalchemy.exc import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
+from workflow.audit_key import AuditKey, AuditKeyError, key_from_environment
 from workflow.states import State, check_transition
 
 #: Genesis value of the event hash chain.
 GENESIS = "0" * 64
+
+#: Kind of the event that carries a plain SHA-256 chain over into the keyed one: the
+#: events before it are plain, it and every event after it are HMAC-SHA-256 under the key.
+REKEY_KIND = "audit_key"
+
+#: The schema revision from which the chain is keyed: `Store.upgrade` from an older one
+#: carries the plain chain over; at this revision or later a head without the key is
+#: never carried over (it was reset by someone without the key).
+KEYED_SINCE = "0006_i15b"
 
 #: Execution option of the store's read-only connections (see `_make_engine`).
 _READ_ONLY = "consentflow_read_only"
@@ -230,6 +241,11 @@ class ChainHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     last_hash: str = GENESIS
     count: int = 0
+    # The audit key's public id and an HMAC over (last hash, count, key id): the head
+    # cannot be moved back to a shorter chain without the key. NULL: a plain chain from
+    # before the key (carried over by the next append, `db upgrade` or `run`).
+    key_id: str | None = None
+    mac: str | None = None
 
 
 class User(SQLModel, table=True):
@@ -368,9 +384,11 @@ _EVENTS = _table("events")
 _HEAD = _table("chain_head")
 
 
-def event_hash(row: EventRow) -> str:
-    """SHA-256 over the previous hash and every recorded field of ``row``."""
+def event_hash(row: EventRow, key: AuditKey | None = None) -> str:
+    """HMAC-SHA-256 under ``key`` (plain SHA-256 without one: chains from before the key)
+    over the previous hash and every recorded field of ``row``."""
     return _event_digest(
+        key,
         prev_hash=row.prev_hash,
         at=row.at,
         reference=row.reference,
@@ -384,8 +402,8 @@ def event_hash(row: EventRow) -> str:
 
 
 def _event_digest(
-    *, prev_hash: str, at: datetime, reference: str | None, actor: str, kind: str,
-    from_state: str | None, to_state: str | None, reason: str, data: dict[str, Any],
+    key: AuditKey | None, *, prev_hash: str, at: datetime, reference: str | None, actor: str,
+    kind: str, from_state: str | None, to_state: str | None, reason: str, data: dict[str, Any],
 ) -> str:  # fmt: skip
     payload = [
         prev_hash,
@@ -399,7 +417,14 @@ def _event_digest(
         data,
     ]
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    if key is None:
+        return hashlib.sha256(canonical.encode()).hexdigest()
+    return key.mac(canonical.encode())
+
+
+def head_mac(key: AuditKey, last_hash: str, count: int) -> str:
+    """The chain head's HMAC: its count cannot shrink, nor its end move, without the key."""
+    return key.mac(f"consentflow chain head|{last_hash}|{count}|{key.key_id}".encode())
 
 
 def org_key(org_name: str, country: str) -> str:
@@ -424,9 +449,19 @@ class SchemaError(StoreError):
 class Store:
     """A database of applications; open one per process and share it between threads."""
 
-    def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        audit_key: AuditKey | None = None,
+    ) -> None:
+        """``audit_key``: the chain's key (:func:`workflow.audit_key.load_key`); without
+        one, ``CONSENTFLOW_AUDIT_KEY``'s, and without that the store can read but not
+        append events."""
         self.url = url
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.audit_key = audit_key or key_from_environment()
         self.engine = _make_engine(url)  # raises StoreError for a bad URL or a missing driver
         # Reads take no write lock: on SQLite a deferred BEGIN, a snapshot that neither
         # waits for a writer nor holds one back (WAL); on PostgreSQL nothing changes.
@@ -458,11 +493,34 @@ class Store:
         with self._opening(), self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
-    def upgrade(self, revision: str = "head") -> None:
-        """Migrate the schema (``consentflow db upgrade``)."""
+    def upgrade(self, revision: str = "head") -> bool:
+        """Migrate the schema (``consentflow db upgrade``). A database from before the
+        audit key (:data:`KEYED_SINCE`) has its plain chain carried over into the keyed
+        one, once, with a recorded re-key; returns whether that happened."""
         with self._opening(), self._schema_lock() as connection:
-            self._refuse_unknown(MigrationContext.configure(connection).get_current_revision())
+            before = MigrationContext.configure(connection).get_current_revision()
+            self._refuse_unknown(before)
             self._migrate(connection, revision)
+            after = MigrationContext.configure(connection).get_current_revision()
+            if before is None or after is None or self.audit_key is None:
+                return False
+            if not self._is_before_key(before) or self._is_before_key(after):
+                return False
+            # In the migration's transaction: a crash leaves the old schema, never a
+            # keyed schema with a plain head (which nothing would carry over any more).
+            with Session(bind=connection) as session:
+                tx = Tx(session, self.clock, self.audit_key)
+                carried = tx.lock_chain(carry_over=True)
+                tx.write_head()
+                session.flush()
+            return carried
+
+    def _is_before_key(self, revision: str) -> bool:
+        """Whether ``revision`` is older than the schema that keys the chain."""
+        script = ScriptDirectory.from_config(self.alembic_config())
+        return revision != KEYED_SINCE and any(
+            rev.revision == revision for rev in script.iterate_revisions(KEYED_SINCE, "base")
+        )
 
     def ensure_schema(self) -> None:
         """Create a new database at the current schema; refuse one at another revision.
@@ -560,7 +618,7 @@ class Store:
         """One transaction: committed when the block ends, rolled back if it raises."""
         with Session(self.engine, expire_on_commit=False) as session:
             try:
-                tx = Tx(session, self.clock)
+                tx = Tx(session, self.clock, self.audit_key)
                 yield tx
                 tx.write_head()
                 session.commit()
@@ -927,10 +985,63 @@ class Store:
                 query = query.where(Notification.application_id == application_id)
             return list(session.exec(query.order_by(col(Notification.id))))
 
+    # -- what `audit verify` compares (streamed: the tables grow without bound) ----------
+
+    def state_events(self) -> Iterator[tuple[str, str, str | None, str | None, dict[str, Any]]]:
+        """``(reference, kind, from state, to state, data)`` of every state change and every
+        reissue (the consent replaced, the state kept: no to state), oldest first."""
+        events = _EVENTS.c
+        query = (
+            core_select(events.reference, events.kind, events.from_state, events.to_state,
+                        events.data)
+            .where(or_(events.to_state.is_not(None), events.kind == "reissued"),
+                   events.reference.is_not(None))
+            .order_by(events.id)
+        )  # fmt: skip
+        with self._reader.connect() as connection:
+            for ref, kind, old, new, data in connection.execution_options(yield_per=2000).execute(
+                query
+            ):
+                yield ref, kind, old, new, data or {}
+
+    def application_hashes(
+        self,
+    ) -> Iterator[tuple[str, str, str, str | None, str | None]]:
+        """``(reference, state, EOI, issued, signed SHA-256)`` of every application."""
+        apps = _APPLICATIONS.c
+        query = core_select(
+            apps.reference, apps.state, apps.eoi_sha256, apps.issued_sha256, apps.signed_sha256
+        ).where(apps.reference.is_not(None)).order_by(apps.id)
+        with self._reader.connect() as connection:
+            rows = connection.execution_options(yield_per=2000).execute(query)
+            yield from rows
+
+    def document_facts(self) -> Iterator[tuple[str, str, int]]:
+        """``(SHA-256, kind, size)`` of every recorded document."""
+        docs = _DOCUMENTS.c
+        query = core_select(docs.sha256, docs.kind, docs.size).order_by(docs.id)
+        with self._reader.connect() as connection:
+            yield from connection.execution_options(yield_per=2000).execute(query)
+
+    def key_chain(self) -> None:
+        """Check the chain head against the key, and on a new database write a keyed head
+        at once (``run`` calls it at start). Raises
+        :class:`~workflow.audit_key.AuditKeyError` for another key or an altered head."""
+        with self.tx() as tx:
+            tx.lock_chain()
+
     def verify_chain(self) -> AuditResult:
-        """Recompute the event chain; report the first event whose hash or link is wrong."""
+        """Recompute the event chain under the audit key; report the first event whose
+        hash or link is wrong, and a chain head that does not vouch for the whole chain."""
+        key = self.audit_key
+        if key is None:
+            raise AuditKeyError(
+                "no audit key: set CONSENTFLOW_AUDIT_KEY or run in the home folder that holds "
+                "audit.key"
+            )
         previous = GENESIS
         count = 0
+        keyed = False
         with Session(self._reader) as session:
             head = session.get(ChainHead, 1)
             for row in session.exec(select(EventRow).order_by(col(EventRow.id))):
@@ -942,22 +1053,70 @@ class Store:
                         row.id,
                         "does not link to the event before it (one was removed or reordered)",
                     )
-                if event_hash(row) != row.hash:
-                    return AuditResult(
-                        False,
-                        count,
-                        row.id,
-                        "was changed after it was written (its hash does not match its content)",
-                    )
+                problem, keyed = _event_problem(row, key, keyed=keyed, position=count)
+                if problem:
+                    return AuditResult(False, count, row.id, problem)
                 previous = row.hash
-            if head is not None and (head.last_hash != previous or head.count != count):
-                return AuditResult(
-                    False,
-                    count,
-                    None,
-                    "the chain ends early: events after the last one were removed",
-                )
+            problem = _head_problem(head, key, previous, count, keyed=keyed)
+            if problem:
+                return AuditResult(False, count, None, problem)
         return AuditResult(True, count, None, "")
+
+
+def _event_problem(
+    row: EventRow, key: AuditKey, *, keyed: bool, position: int
+) -> tuple[str, bool]:
+    """What is wrong with one event of the chain (empty when nothing is), and whether the
+    chain is keyed from this event on."""
+    if hmac.compare_digest(event_hash(row, key), row.hash):
+        if keyed or position == 1:
+            return "", True
+        # The plain part ends only at the re-key event, which names where it ended.
+        data = row.data or {}
+        if row.kind != REKEY_KIND or data.get("plain_head") != row.prev_hash:
+            return "is keyed, but the plain chain before it ends without a recorded re-key", True
+        if data.get("plain_events") != position - 1:
+            return (
+                f"is the re-key after {data.get('plain_events')} plain events, but "
+                f"{position - 1} come before it (events were added or removed)"
+            ), True
+        return "", True
+    if not keyed and event_hash(row) == row.hash:
+        return "", False  # the plain SHA-256 part, vouched for by the re-key event after it
+    return "was changed after it was written (its HMAC does not match its content)", keyed
+
+
+def _head_problem(  # noqa: PLR0911 - one return per way a head can fail
+    head: ChainHead | None, key: AuditKey, last_hash: str, count: int, *, keyed: bool
+) -> str:
+    """Why the chain head does not vouch for the chain that was read (empty if it does)."""
+    if count and not keyed:
+        return (
+            f"is a plain SHA-256 chain of {count} events, not keyed: `consentflow db upgrade` "
+            "carries a database from before the audit key over; at this schema it means "
+            "history was rewritten without the key"
+        )
+    if head is None:
+        if count:
+            return "has no chain head: the head row was deleted"
+        return ""
+    if head.key_id is None:
+        if count == 0 and head.count == 0 and head.last_hash == GENESIS:
+            return ""  # a new database: nothing written yet
+        return "has a chain head without the audit key's HMAC: the head row was replaced"
+    if head.key_id != key.key_id:
+        return (
+            f"is keyed with another audit key (id {head.key_id}; this one, from {key.origin}, "
+            f"is {key.key_id}): use the key the chain was made with"
+        )
+    if not hmac.compare_digest(head.mac or "", head_mac(key, head.last_hash, head.count)):
+        return "has a chain head changed outside consentflow (its HMAC does not match)"
+    if head.last_hash != last_hash or head.count != count:
+        return (
+            f"ends early: the head vouches for {head.count} events, {count} are there "
+            "(events after the last one were removed)"
+        )
+    return ""
 
 
 @dataclass(frozen=True)
@@ -1017,9 +1176,12 @@ class AuditResult:
 class Tx:
     """Operations inside one transaction (see :meth:`Store.tx`)."""
 
-    def __init__(self, session: Session, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, session: Session, clock: Callable[[], datetime], key: AuditKey | None = None
+    ) -> None:
         self.session = session
         self.clock = clock
+        self.key = key
         # The chain head as this transaction's events moved it, locked by the first of
         # them and written back once before the commit: (last hash, count, whether the
         # row exists); None while no event was appended.
@@ -1047,28 +1209,105 @@ class Tx:
         reason: str = "",
         data: dict[str, Any] | None = None,
     ) -> None:
-        """Append one event to the chain (the chain head row is locked until commit)."""
+        """Append one event to the chain (the chain head row is locked until commit).
+
+        Raises :class:`~workflow.audit_key.AuditKeyError` without the chain's key, or when
+        the chain head was changed outside consentflow: extending it would vouch for it.
+        """
+        self.lock_chain()
+        self._append(
+            kind, actor=actor, reference=reference, reason=reason, data=data,
+            from_state=from_state.value if from_state else None,
+            to_state=to_state.value if to_state else None,
+        )  # fmt: skip
+
+    def lock_chain(self, *, carry_over: bool = False) -> bool:
+        """Lock the chain head and check it against the key. With ``carry_over`` (only
+        `Store.upgrade` from before :data:`KEYED_SINCE`), carry a plain SHA-256 chain over
+        into the keyed one with a recorded re-key; returns whether it did so."""
+        if self._head is not None:
+            return False
+        key = self.key
+        if key is None:
+            raise AuditKeyError(
+                "no audit key: the event chain cannot be extended (set CONSENTFLOW_AUDIT_KEY "
+                "or give the store the home folder's key)"
+            )
         connection = self._connection()
-        if self._head is None:
-            row = connection.execute(
-                core_select(_HEAD.c.last_hash, _HEAD.c.count)
-                .where(_HEAD.c.id == 1)
-                .with_for_update()
-            ).first()
-            self._head = (row[0], row[1], True) if row else (GENESIS, 0, False)
+        row = connection.execute(
+            core_select(_HEAD.c.last_hash, _HEAD.c.count, _HEAD.c.key_id, _HEAD.c.mac)
+            .where(_HEAD.c.id == 1)
+            .with_for_update()
+        ).first()
+        if row is None:
+            if connection.execute(core_select(_EVENTS.c.id).limit(1)).first() is not None:
+                raise AuditKeyError(
+                    "the chain head is missing while events exist: history was edited outside "
+                    "consentflow; run `consentflow audit verify`"
+                )
+            self._head = (GENESIS, 0, False)
+            return False
+        last_hash, count, key_id, mac = row
+        self._head = (last_hash, count, True)
+        if key_id is None and count == 0:
+            return False  # a new database's empty head: keyed when written back
+        if key_id is None and not carry_over:
+            raise AuditKeyError(
+                f"the event chain ({count} events) has a head without the audit key: it was "
+                "reset outside consentflow; run `consentflow audit verify` and restore the "
+                "database from a backup"
+            )
+        if key_id is None:
+            self._append(
+                REKEY_KIND,
+                actor="system",
+                reason=(
+                    "the event chain is keyed with the audit key from here on "
+                    f"(HMAC-SHA-256); the plain SHA-256 chain before ends at {last_hash} "
+                    f"after {count} events"
+                ),
+                data={"plain_head": last_hash, "plain_events": count, "key_id": key.key_id},
+            )
+            return True
+        if key_id != key.key_id:
+            raise AuditKeyError(
+                f"the event chain is keyed with another audit key (id {key_id}; this one, "
+                f"from {key.origin}, is {key.key_id}): restore the home folder's audit.key "
+                "from the backup, or set CONSENTFLOW_AUDIT_KEY to the key in use"
+            )
+        if not hmac.compare_digest(mac or "", head_mac(key, last_hash, count)):
+            raise AuditKeyError(
+                "the chain head was changed outside consentflow (its HMAC does not match): "
+                "run `consentflow audit verify` and restore the database from a backup"
+            )
+        return False
+
+    def _append(
+        self,
+        kind: str,
+        *,
+        actor: str,
+        reference: str | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        assert self._head is not None and self.key is not None
+        connection = self._connection()
         last_hash, count, exists = self._head
         values: dict[str, Any] = {
             "at": self.now(),
             "reference": reference,
             "actor": actor,
             "kind": kind,
-            "from_state": from_state.value if from_state else None,
-            "to_state": to_state.value if to_state else None,
+            "from_state": from_state,
+            "to_state": to_state,
             "reason": reason,
             "data": data or {},
             "prev_hash": last_hash,
         }
-        values["hash"] = _event_digest(**values)
+        values["hash"] = _event_digest(self.key, **values)
         connection.execute(insert(_EVENTS), values)
         self._head = (values["hash"], count + 1, exists)
         if kind in _TOLD_OF:  # an event that is not a state change but tells someone
@@ -1081,13 +1320,18 @@ class Tx:
         if self._head is None:
             return
         last_hash, count, exists = self._head
+        assert self.key is not None
+        values = {
+            "last_hash": last_hash,
+            "count": count,
+            "key_id": self.key.key_id,
+            "mac": head_mac(self.key, last_hash, count),
+        }
         connection = self._connection()
         if exists:
-            connection.execute(
-                update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=last_hash, count=count)
-            )
+            connection.execute(update(_HEAD).where(_HEAD.c.id == 1).values(**values))
         else:
-            connection.execute(insert(_HEAD).values(id=1, last_hash=last_hash, count=count))
+            connection.execute(insert(_HEAD).values(id=1, **values))
         self._head = None  # written; a later event reads it again (still locked by us)
 
     # -- applications --------------------------------------------------------------

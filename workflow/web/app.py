@@ -32,8 +32,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflow.applications import Applications
 from workflow.archive import Access
+from workflow.audit_key import load_key
 from workflow.config import Settings
 from workflow.intake import Intake
+from workflow.printable import printable
 from workflow.states import DecisionError, TransitionError
 from workflow.store import Store
 from workflow.users import Permission, UserError, Users
@@ -289,6 +291,7 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = when
+    env.filters["printable"] = printable  # text from outside in a pre-wrap cell: one line
     return env
 
 
@@ -326,7 +329,7 @@ def create_app(
         supporters,
     )
 
-    store = store or Store(settings.database_url)
+    store = store or Store(settings.database_url, audit_key=load_key(settings.home))
     services = services or build_applications(store, settings)
     clock = clock or (lambda: datetime.now(UTC))
     intake = Intake(

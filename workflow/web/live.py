@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from workflow.printable import printable
 from workflow.records import event_json
 from workflow.store import Store
 
@@ -100,7 +101,7 @@ class LiveLog:
             for row in rows:
                 assert row.id is not None
                 last = row.id
-                yield _message(event_json(row))
+                yield _message(_shown(event_json(row)))
             if len(rows) == BATCH:
                 continue  # more to catch up on before waiting
             woke = True
@@ -112,6 +113,14 @@ class LiveLog:
                         woke = False
             if not woke:
                 yield ": keepalive\n\n"
+
+
+def _shown(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as the live log shows it: the cells it fills are one line each, like the
+    page's own rows (`workflow.printable`)."""
+    return event | {
+        key: printable(event[key]) for key in ("reference", "actor", "kind", "reason") if event[key]
+    }
 
 
 def _message(event: dict[str, Any]) -> str:

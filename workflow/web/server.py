@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from workflow.audit_key import load_key
 from workflow.config import Settings
 from workflow.store import Store
 from workflow.users import Users
@@ -60,7 +61,7 @@ class WebServer:
     def __init__(self, settings: Settings, *, store: Store | None = None, **options: Any) -> None:
         """``options`` go to :func:`~workflow.web.app.create_app` (injected services)."""
         self.settings = settings
-        self.store = store or Store(settings.database_url)
+        self.store = store or Store(settings.database_url, audit_key=load_key(settings.home))
         app = create_app(settings, store=self.store, **options)
         self.live: LiveLog = app.state.web.live
         self.server = _Server(
