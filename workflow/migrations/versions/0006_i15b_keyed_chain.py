@@ -5,7 +5,7 @@ carries their plain SHA-256 chain over into the keyed one with a recorded re-key
 in the migration's transaction (the migration itself does not hold the key).
 
 Revision ID: 0006_i15b
-Revises: 0009_i19 (main's head for now; 0005_i15 in the fixed chain)
+Revises: 0005_i15
 Create Date: 2026-11-29
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_i15b"
-down_revision: str | None = "0009_i19"
+down_revision: str | None = "0005_i15"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

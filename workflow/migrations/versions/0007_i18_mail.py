@@ -1,7 +1,7 @@
 """Mail: the notification outbox and the ledger of messages read from the intake mailbox.
 
 Revision ID: 0007_i18
-Revises: 0005_i15
+Revises: 0006_i15b
 Create Date: 2026-11-29
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_i18"
-down_revision: str | None = "0005_i15"
+down_revision: str | None = "0006_i15b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
