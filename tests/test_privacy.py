@@ -105,6 +105,7 @@ def test_demo_pki_keys_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "pki").stat().st_mode) == 0o700
     assert modes == {
         "commission-root.pem": 0o644,
+        "office-root.pem": 0o644,
         "commission-signer.pem": 0o644,
         "office-seal.pem": 0o644,
         "commission-signer.p12": 0o600,
