@@ -198,10 +198,12 @@ def _measure(run: Run, work: Path) -> None:
         run.floors.append(floor)
         return floor
 
-    _intake(run, corpus, main_home, work, valid_share=valid_share, floor_round=floor_round)
-    _floor_rows(run)
-    _verification(run, main_home, lambda k: floor_round(k).verify_sample(), work)
-    main_home.stop()
+    try:
+        _intake(run, corpus, main_home, work, valid_share=valid_share, floor_round=floor_round)
+        _floor_rows(run)
+        _verification(run, main_home, lambda k: floor_round(k).verify_sample(), work)
+    finally:
+        main_home.stop()
     _scale(run, corpus, main_home, work)
     _memory(run, corpus, Home(work / "memory", pki=main_home.pki))
     _latency(run, corpus, work)
