@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,14 @@ from typing import Any
 
 from bench import mail, startup, supporters, web
 from bench.corpus import Corpus
-from bench.engine import Home, cpu_seconds, memory, postgres_url, reset_postgres
+from bench.engine import (
+    Home,
+    cpu_seconds,
+    drop_postgres,
+    memory,
+    postgres_url,
+    reset_postgres,
+)
 from bench.floor import Floor, measure_floor
 from bench.profiling import Profile, profile_engine
 from bench.report import Row, print_run, render_results, status
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (or Ctrl-C) stops the run where it is and still reports what it measured:
     # a full run takes most of an hour on a busy machine.
     signal.signal(signal.SIGTERM, _interrupt)
-    stopped = False
+    stopped = failed = False
     try:
         _measure(run, work)
     except KeyboardInterrupt:
@@ -154,7 +162,15 @@ def main(argv: list[str] | None = None) -> int:
             f"the run was stopped at {time.strftime('%H:%M:%S')} during “{_last_step}”: "
             "the rows from there on are missing"
         )
+    except Exception as error:  # a failed step still leaves the figures measured before it
+        traceback.print_exc()
+        failed = True
+        run.notes.append(
+            f"the run failed at {time.strftime('%H:%M:%S')} during “{_last_step}”: "
+            f"{type(error).__name__}: {error}; the rows from there on are missing"
+        )
     finally:
+        drop_postgres(postgres_url())
         if options.keep:
             print(f"home folders kept in {work}", file=sys.stderr)
         else:
@@ -163,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.results is not None:
         options.results.write_text(render_results(run, table, argv))
         print(f"wrote {options.results}")
-    return 130 if stopped else 0
+    return 130 if stopped else 1 if failed else 0
 
 
 def _interrupt(signum: int, frame: object) -> None:
