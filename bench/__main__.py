@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +26,29 @@ from typing import Any
 
 from bench import mail, startup, supporters, web
 from bench.corpus import Corpus
-from bench.engine import Home, cpu_seconds, memory, postgres_url, reset_postgres
+from bench.engine import (
+    Home,
+    cpu_seconds,
+    drop_postgres,
+    memory,
+    postgres_url,
+    reset_postgres,
+)
 from bench.floor import Floor, measure_floor
 from bench.profiling import Profile, profile_engine
 from bench.report import Row, print_run, render_results, status
+from bench.rounds import (
+    Sample,
+    Spread,
+    children_cpu,
+    drift,
+    impossible_scaling,
+    interleave,
+    pair_ratios,
+    spread,
+    tree_cpu,
+    verdict,
+)
 from bench.scale import burst, run_burst
 from workflow.audit_key import load_key
 from workflow.signing import Signer, sign_consent
@@ -52,6 +73,7 @@ class Options:
     floor_docs: int
     profile_docs: int
     bases: int
+    rounds: int
     results: Path | None
     keep: bool
 
@@ -65,12 +87,17 @@ class Run:
     notes: list[str] = field(default_factory=list)
     memory_curve: list[tuple[int, float, float]] = field(default_factory=list)
     profile: Profile | None = None
+    floors: list[Floor] = field(default_factory=list)
+    main: Home | None = None
     postgres: str | None = None
     started: float = field(default_factory=time.time)
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         """Append a table row."""
-        self.rows.append(Row(*args, **kwargs))
+        row = Row(*args, **kwargs)
+        self.rows.append(row)
+        # Each figure as soon as it is known, so that a run cut short still says something.
+        _step(" | ".join(("row", row.area, row.measure, row.measured, row.reference, row.met)))
 
 
 def parse(argv: list[str] | None) -> Options:
@@ -85,6 +112,9 @@ def parse(argv: list[str] | None) -> Options:
         "--scale-n", type=int, help="files in the 4-worker burst (default 2000; quick 40)"
     )
     parser.add_argument("--idle-s", type=float, help="idle measurement (default 60 s; quick 5)")
+    parser.add_argument(
+        "--rounds", type=int, help="interleaved rounds of each comparison (default 3; quick 2)"
+    )
     parser.add_argument(
         "--results",
         type=Path,
@@ -109,6 +139,7 @@ def parse(argv: list[str] | None) -> Options:
         floor_docs=3 if quick else 40,
         profile_docs=0 if quick else 100,
         bases=2 if quick else 12,
+        rounds=args.rounds or (2 if quick else 3),
         results=results,
         keep=bool(args.keep),
     )
@@ -119,9 +150,27 @@ def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     work = Path(tempfile.mkdtemp(prefix="consentflow-bench-"))
     run = Run(options)
+    # SIGTERM (or Ctrl-C) stops the run where it is and still reports what it measured:
+    # a full run takes most of an hour on a busy machine.
+    signal.signal(signal.SIGTERM, _interrupt)
+    stopped = failed = False
     try:
         _measure(run, work)
+    except KeyboardInterrupt:
+        stopped = True
+        run.notes.append(
+            f"the run was stopped at {time.strftime('%H:%M:%S')} during “{_last_step}”: "
+            "the rows from there on are missing"
+        )
+    except Exception as error:  # a failed step still leaves the figures measured before it
+        traceback.print_exc()
+        failed = True
+        run.notes.append(
+            f"the run failed at {time.strftime('%H:%M:%S')} during “{_last_step}”: "
+            f"{type(error).__name__}: {error}; the rows from there on are missing"
+        )
     finally:
+        drop_postgres(postgres_url())
         if options.keep:
             print(f"home folders kept in {work}", file=sys.stderr)
         else:
@@ -130,10 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     if options.results is not None:
         options.results.write_text(render_results(run, table, argv))
         print(f"wrote {options.results}")
-    return 0
+    return 130 if stopped else 1 if failed else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+_last_step = ""
 
 
 def _step(message: str) -> None:
+    global _last_step  # noqa: PLW0603 - the step a stopped run was in
+    if not message.startswith("row | "):
+        _last_step = message
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
@@ -145,39 +204,24 @@ def _measure(run: Run, work: Path) -> None:
     valid_share = sum(corpus.is_valid(i) for i in range(options.n)) / options.n
 
     main_home = Home(work / "main")
-    _step("floor: library steps per document")
     floor_docs = [corpus.doc(i) for i in range(900_000, 900_000 + 2 * options.floor_docs)]
     valid = [d for i, d in enumerate(floor_docs, 900_000) if corpus.is_valid(i)]
     valid_floor_docs = valid[: options.floor_docs]
-    floor = measure_floor(valid_floor_docs, main_home.pki)
-    for name, label in (
-        ("read", "pypdf reads the form's fields"),
-        ("render", "reportlab renders the consent"),
-        ("field", "pyHanko appends the signature field"),
-        ("seal", "office seal signature (key parsed once)"),
-        ("validate", "pyHanko validates a signed consent (2 signatures)"),
-    ):
-        ms = floor.steps[name]
-        run.add("floor", label, f"{ms:.1f} ms", f"{1000 / ms:.0f} /s")
-    floor_rate = floor.intake_rate(valid_share)
-    run.add(
-        "floor",
-        f"intake floor, {valid_share:.0%} valid",
-        f"{1000 / floor_rate:.1f} ms/doc",
-        f"{floor_rate:.1f} docs/s",
-    )
 
-    def floor_again() -> float:
-        _step("floor: the library steps again, right after the 1-worker intake run")
-        again = measure_floor(valid_floor_docs, main_home.pki).intake_rate(valid_share)
-        run.add("floor", "intake floor again, right after the 1-worker run",
-                f"{1000 / again:.1f} ms/doc", f"{again:.1f} docs/s")  # fmt: skip
-        return again
+    def floor_round(k: int) -> Floor:
+        _step(f"floor: library steps per document, round {k + 1}")
+        floor = measure_floor(valid_floor_docs, main_home.pki)
+        run.floors.append(floor)
+        return floor
 
-    _intake(run, corpus, main_home, work, floor_rate=floor_rate, floor_again=floor_again)
+    try:
+        _intake(run, corpus, main_home, work, valid_share=valid_share, floor_round=floor_round)
+        _floor_rows(run)
+        _verification(run, main_home, lambda k: floor_round(k).verify_sample(), work)
+    finally:
+        main_home.stop()
     _scale(run, corpus, main_home, work)
-    _verification(run, main_home, floor, work)
-    main_home.stop()
+    _memory(run, corpus, Home(work / "memory", pki=main_home.pki))
     _latency(run, corpus, work)
     _idle(run, work, main_home)
     _step("startup: --help, status, show, check against python -c pass and pyhanko --help")
@@ -225,73 +269,162 @@ def _check_states(home: Home, expected: dict[str, int], run: Run, what: str) -> 
         run.notes.append(f"{what}: {failed} file(s) in failed/")
 
 
-def _intake(
-    run: Run, corpus: Corpus, main_home: Home, work: Path, *, floor_rate: float,
-    floor_again: Callable[[], float],
-) -> None:  # fmt: skip
-    """Intake throughput against the floor measured before and right after the 1-worker run.
+def _engine_round(
+    run: Run, corpus: Corpus, homes: Callable[[int], Home], workers: int, what: str
+) -> Callable[[int], Sample]:
+    """Round k: ``n`` EOIs dropped at once into ``homes(k)``'s engine (started if it is not),
+    timed from the drop until the last consent, CPU time of the engine's process tree."""
+    n = run.options.n
 
-    Both floors bracket the run and the ratios use their mean: on this shared machine the
-    speed drifts by several per cent within minutes (bench/HISTORY.md).
+    def one(k: int) -> Sample:
+        home = homes(k)
+        _step(f"intake: {what}, round {k + 1}")
+        if home.process is None:
+            home.start(workers)
+        try:
+            cpu = tree_cpu(home.pid)
+            seconds, valid = _batch(home, corpus, 0, n, timeout=60 + n * 2.0)
+            cpu = tree_cpu(home.pid) - cpu
+            expected = {"consent_issued": valid, "invalid": n - valid}
+            _check_states(home, expected, run, f"{what}, round {k + 1}")
+        finally:
+            if home is not run.main:
+                home.stop()
+        return Sample(n, seconds, cpu)
+
+    return one
+
+
+def _intake(
+    run: Run, corpus: Corpus, main_home: Home, work: Path, *, valid_share: float,
+    floor_round: Callable[[int], Floor],
+) -> None:  # fmt: skip
+    """Intake throughput: interleaved rounds of the floor and the engines, on the same EOIs.
+
+    Each round of an engine is a fresh home taking documents 0..n at once (the first
+    round of 1 worker on SQLite is the main home, which then goes on for the memory
+    curve); each floor round runs the library steps on the same documents every time.
+    SQLite's engines take their rounds between the floor's, then PostgreSQL's.
     """
     options = run.options
     n = options.n
-    timeout = 60 + n * 2.0
-    rates: dict[str, float] = {}
+    rounds = options.rounds
+    run.main = main_home
+    postgres = postgres_url()
+    run.postgres = reset_postgres(postgres)
+    if run.postgres is None:
+        run.notes.append(f"PostgreSQL at {postgres} unreachable: its intake runs not measured")
 
-    _step(f"intake: {n} EOIs, 1 worker, SQLite")
-    main_home.start()
-    seconds, valid = _batch(main_home, corpus, 0, n, timeout=timeout)
-    _check_states(main_home, {"consent_issued": valid, "invalid": n - valid}, run, "1 worker")
-    rates["1w-sqlite"] = n / seconds
-    first = memory(main_home.pid)
-    floor_rate = (floor_rate + floor_again()) / 2
-    run.memory_curve.append((n, first.rss_mib, first.peak_mib))
+    def floor(k: int) -> Sample:
+        return floor_round(k).intake_sample(valid_share)
+
+    def fresh(key: str, url: str = "sqlite:///consentflow.db") -> Callable[[int], Home]:
+        def home(k: int) -> Home:
+            if url != "sqlite:///consentflow.db":
+                reset_postgres(url)
+            return Home(work / f"{key}-{k + 1}", database_url=url, pki=main_home.pki)
+
+        return home
+
+    def first_is_main(k: int) -> Home:
+        return main_home if k == 0 else fresh("1w-sqlite")(k)
+
+    sqlite: list[tuple[str, Callable[[int], Sample]]] = [
+        ("floor", floor),
+        ("1w", _engine_round(run, corpus, first_is_main, 1, f"{n} EOIs, 1 worker, SQLite")),
+    ]
+    # Quick runs measure one 2-worker configuration (on PostgreSQL if it is there).
+    if not options.quick or run.postgres is None:
+        sqlite.append(("2w", _engine_round(run, corpus, fresh("2w-sqlite"), 2,
+                                           f"{n} EOIs, 2 workers, SQLite")))  # fmt: skip
+    _intake_rows(run, interleave(rounds, sqlite), "SQLite", target=False)
+
+    if run.postgres is None:
+        return
+    on_pg: list[tuple[str, Callable[[int], Sample]]] = [("floor", floor)]
+    if not options.quick:
+        on_pg.append(("1w", _engine_round(run, corpus, fresh("1w-pg", postgres), 1,
+                                          f"{n} EOIs, 1 worker, PostgreSQL")))  # fmt: skip
+    on_pg.append(("2w", _engine_round(run, corpus, fresh("2w-pg", postgres), 2,
+                                      f"{n} EOIs, 2 workers, PostgreSQL")))  # fmt: skip
+    _intake_rows(run, interleave(rounds, on_pg), "PostgreSQL", target=True)
+
+
+def _cpu_and_wall(samples: list[Sample], unit: str) -> str:
+    """``CPU 47.1 (45.0–49.3) ms/doc; wall 49.9 (48.0–52.0) ms/doc, 20.0 docs/s; busy 96 %``."""
+    cpu = spread([s.cpu_ms for s in samples])
+    wall = spread([s.wall_ms for s in samples])
+    rate = spread([s.rate for s in samples])
+    busy = spread([s.busy for s in samples]).median
+    return (f"CPU {cpu.text()} ms/{unit}; wall {wall.text()} ms/{unit}, "
+            f"{rate.text()} {unit}s/s; CPU/wall {busy:.0%}")  # fmt: skip
+
+
+def _against_floor(floor: list[Sample], engine: list[Sample]) -> tuple[Spread, str]:
+    """The engine's rate as a share of the floor's, per pair: CPU (returned) and both as text."""
+    cpu = pair_ratios([f.cpu_ms for f in floor], [e.cpu_ms for e in engine])
+    wall = pair_ratios([f.wall_ms for f in floor], [e.wall_ms for e in engine])
+    wall_drift = drift([f.wall_ms for f in floor], what="floor wall")
+    wall_text = f"wall {wall.percent()}" + (f", unreliable: {wall_drift}" if wall_drift else "")
+    return cpu, f"CPU {cpu.percent()} of floor; {wall_text}"
+
+
+def _intake_rows(
+    run: Run, samples: dict[str, list[Sample]], database: str, *, target: bool
+) -> None:
+    """The floor's, each engine's and the 2-worker speed-up's rows for one database."""
+    n, rounds = run.options.n, run.options.rounds
+    floor = samples["floor"]
+    cpu_drift = drift([f.cpu_ms for f in floor], what="floor CPU")
+    share = spread([f.cpu_ms for f in floor]).relative
+    wall_share = spread([f.wall_ms for f in floor]).relative
+    run.add("floor", f"intake floor, rounds beside the {database} engines",
+            _cpu_and_wall(floor, "doc").rsplit(",", 1)[0],
+            f"rounds apart: CPU {share:.0%}, wall {wall_share:.0%}")  # fmt: skip
+    one = samples.get("1w")
+    if one is not None:
+        cpu, text = _against_floor(floor, one)
+        run.add(
+            "intake", f"{n} EOIs, 1 worker, {database}, {rounds} rounds",
+            _cpu_and_wall(one, "doc"), text,
+            "≥ 80 % of floor (CPU)" if not target else "",
+            verdict(cpu.median >= 0.8, cpu_drift) if not target else "",
+        )  # fmt: skip
+    two = samples.get("2w")
+    if two is None:
+        return
+    _, text = _against_floor(floor, two)
+    label = f"{n} EOIs, 2 workers, {database}, {rounds} rounds"
+    if one is None:
+        run.add("intake", label, _cpu_and_wall(two, "doc"), text)
+        return
+    speedup = pair_ratios([s.rate for s in two], [s.rate for s in one])
+    wall_drift = drift([f.wall_ms for f in floor], what="floor wall")
+    impossible = impossible_scaling(speedup, workers=2)
     run.add(
-        "intake", f"{n} EOIs, 1 worker, SQLite", f"{n / seconds:.1f} docs/s",
-        f"{n / seconds / floor_rate:.0%} of floor (mean of both)", "≥ 80 % of floor",
-        status(n / seconds / floor_rate >= 0.8),
+        "intake", label, _cpu_and_wall(two, "doc"),
+        f"{speedup.text('.2f')}× 1 worker (wall, per pair); {text}",
+        "≥ 1.8× on 2 cores" if target else "",
+        verdict(speedup.median >= 1.8, impossible, wall_drift) if target
+        else verdict(True, impossible, wall_drift) if impossible or wall_drift else "",
     )  # fmt: skip
 
-    _memory(run, corpus, main_home, first.rss_mib, timeout)
 
-    postgres = postgres_url()
-    # Quick runs measure one 2-worker configuration; full runs all three.
-    configurations = [("2w-pg", 2, True)]
-    if not options.quick:
-        configurations = [("1w-pg", 1, True), *configurations, ("2w-sqlite", 2, False)]
-    for key, workers, on_pg in configurations:
-        if on_pg:
-            run.postgres = reset_postgres(postgres)
-            if run.postgres is None:
-                run.notes.append(f"PostgreSQL at {postgres} unreachable: {key} not measured")
-                if options.quick:
-                    configurations.append(("2w-sqlite", 2, False))
-                continue
-        url = postgres if on_pg else "sqlite:///consentflow.db"
-        label = f"{n} EOIs, {workers} worker{'s' if workers > 1 else ''}, "
-        label += "PostgreSQL" if on_pg else "SQLite"
-        _step(f"intake: {label}")
-        home = Home(work / key, database_url=url, pki=main_home.pki)
-        home.start(workers)
-        try:
-            seconds, valid = _batch(home, corpus, 0, n, timeout=timeout)
-            expected = {"consent_issued": valid, "invalid": n - valid}
-            _check_states(home, expected, run, label)
-        finally:
-            home.stop()
-        rates[key] = n / seconds
-        one = rates.get("1w-pg" if on_pg else "1w-sqlite")
-        if workers == 2 and one:
-            speedup = rates[key] / one
-            base = "1 worker PostgreSQL" if on_pg else "1 worker SQLite"
-            reference = f"{speedup:.2f}× {base}; {rates[key] / floor_rate:.0%} of floor"
-            target = "≥ 1.8× on 2 cores" if on_pg else ""
-            run.add("intake", label, f"{rates[key]:.1f} docs/s", reference, target,
-                    status(speedup >= 1.8) if on_pg else "")  # fmt: skip
-        else:
-            run.add("intake", label, f"{rates[key]:.1f} docs/s",
-                    f"{rates[key] / floor_rate:.0%} of floor")  # fmt: skip
+def _floor_rows(run: Run) -> None:
+    """The library steps' rows (median over every floor round), put first in the table."""
+    rows = []
+    for name, label in (
+        ("read", "pypdf reads the form's fields"),
+        ("render", "reportlab renders the consent"),
+        ("field", "pyHanko appends the signature field"),
+        ("seal", "office seal signature (key parsed once)"),
+        ("validate", "pyHanko validates a signed consent (2 signatures)"),
+    ):
+        wall = spread([f.steps[name] for f in run.floors])
+        cpu = spread([f.cpu_steps[name] for f in run.floors])
+        rows.append(Row("floor", label, f"CPU {cpu.text()} ms; wall {wall.text()} ms",
+                        f"{1000 / wall.median:.0f} /s, {len(run.floors)} rounds"))  # fmt: skip
+    run.rows[0:0] = rows
 
 
 def _scale(run: Run, corpus: Corpus, main_home: Home, work: Path) -> None:
@@ -323,18 +456,27 @@ def _scale(run: Run, corpus: Corpus, main_home: Home, work: Path) -> None:
     )  # fmt: skip
 
 
-def _memory(run: Run, corpus: Corpus, main_home: Home, first_rss: float, timeout: float) -> None:
-    """The 1-worker engine goes on to ``memory_n`` documents, in batches of ``n``."""
+def _memory(run: Run, corpus: Corpus, home: Home) -> None:
+    """A fresh 1-worker engine takes ``memory_n`` documents, in batches of ``n``; its RSS
+    after each batch. (Its own home, after the timed comparisons: a long run, untimed.)"""
     options = run.options
     n = options.n
-    done = n
-    while done < options.memory_n:
-        count = min(n, options.memory_n - done)
-        _step(f"memory: documents {done}..{done + count} of {options.memory_n}")
-        _batch(main_home, corpus, done, count, timeout=timeout)
-        done += count
-        now = memory(main_home.pid)
-        run.memory_curve.append((done, now.rss_mib, now.peak_mib))
+    done = 0
+    home.start()
+    try:
+        while done < options.memory_n:
+            count = min(n, options.memory_n - done)
+            _step(f"memory: documents {done}..{done + count} of {options.memory_n}")
+            _batch(home, corpus, done, count, timeout=60 + n * 2.0)
+            done += count
+            now = memory(home.pid)
+            run.memory_curve.append((done, now.rss_mib, now.peak_mib))
+        _check_states(
+            home, {"consent_issued": sum(corpus.is_valid(i) for i in range(done))}, run, "memory"
+        )
+    finally:
+        home.stop()
+    first_rss = run.memory_curve[0][1]
     last = run.memory_curve[-1]
     growth = last[1] - first_rss
     run.add("memory", f"RSS after {n} docs (final / peak)",
@@ -344,12 +486,6 @@ def _memory(run: Run, corpus: Corpus, main_home: Home, first_rss: float, timeout
         f"{last[1]:.0f} / {last[2]:.0f} MiB", f"{growth:+.0f} MiB since {n}",
         "≤ 200 MB, flat", status(last[2] <= 200 * 1e6 / 2**20 and growth <= 0.1 * first_rss),
     )  # fmt: skip
-    _check_states(
-        main_home,
-        {"consent_issued": sum(corpus.is_valid(i) for i in range(done))},
-        run,
-        "memory run",
-    )
 
 
 # -- verification -----------------------------------------------------------------------
@@ -372,18 +508,70 @@ def _pyhanko_cli() -> Path | None:
     return binary if done.returncode == 0 and binary.exists() else None
 
 
-def _per_file(command: Callable[[Path], list[str]], files: list[Path]) -> tuple[float, int]:
-    """Run ``command(file)`` for each file in turn; return (files per second, exit-0 count)."""
+def _per_file(command: Callable[[Path], list[str]], files: list[Path]) -> tuple[Sample, int]:
+    """Run ``command(file)`` for each file in turn; return (the round's sample, exit-0 count).
+
+    Each command is a child of this process, waited for, so its CPU time is in
+    ``RUSAGE_CHILDREN`` once it ends.
+    """
     ok = 0
+    cpu = children_cpu()
     start = time.perf_counter()
     for path in files:
         ok += subprocess.run(command(path), check=False, capture_output=True).returncode == 0
-    return len(files) / (time.perf_counter() - start), ok
+    wall = time.perf_counter() - start
+    return Sample(len(files), wall, children_cpu() - cpu), ok
 
 
-def _verification(run: Run, home: Home, floor: Floor, work: Path) -> None:
+def _peers(
+    run: Run, home: Home, peer_files: list[Path]
+) -> list[tuple[str, Callable[[int], Sample]]]:
+    """The peer tools' rounds, each one process per file: the ones installed."""
     options = run.options
-    consents = sorted((home.root / "outbox").glob("SUP-*.pdf"))[: options.n]
+    contenders: list[tuple[str, Callable[[int], Sample]]] = []
+    cli = _pyhanko_cli()
+    if cli is not None:
+        root = str(home.pki.root_pem)
+        office = str(home.pki.office_root_pem or root)  # the seal's own issuer (issue 15)
+        files = peer_files[: options.pyhanko_files]
+
+        def pyhanko(k: int) -> Sample:
+            _step(f"verification: `pyhanko sign validate` on {len(files)} files, round {k + 1}")
+            sample, ok = _per_file(
+                lambda path: [str(cli), "sign", "validate", "--trust", root, "--trust", office,
+                              "--trust-replace", "--no-revocation-check", str(path)],
+                files,
+            )  # fmt: skip
+            if ok != len(files):
+                run.notes.append(f"pyhanko sign validate: {len(files) - ok} file(s) not exit 0")
+            return sample
+
+        contenders.append(("pyhanko", pyhanko))
+    else:
+        run.notes.append("pyhanko-cli could not be installed: `pyhanko sign validate` not measured")
+    pdfsig = shutil.which("pdfsig")
+    if pdfsig is not None:
+        pdfsig_files = peer_files[: options.pdfsig_files]
+
+        def poppler(k: int) -> Sample:
+            _step(f"verification: pdfsig on {len(pdfsig_files)} files, round {k + 1}")
+            return _per_file(lambda path: [pdfsig, str(path)], pdfsig_files)[0]
+
+        contenders.append(("pdfsig", poppler))
+    else:
+        run.notes.append("poppler's pdfsig not found: not measured")
+
+    return contenders
+
+
+def _verification(run: Run, home: Home, floor_round: Callable[[int], Sample], work: Path) -> None:
+    """Interleaved rounds: pyHanko's own validation (the floor), the engine verifying a batch
+    of signed consents, ``pdfsig`` and ``pyhanko sign validate`` per file on the same files."""
+    options = run.options
+    rounds = options.rounds
+    issued = sorted((home.root / "outbox").glob("SUP-*.pdf"))
+    per_round = max(1, min(options.n, len(issued)) // rounds)
+    consents = issued[: per_round * rounds]
     _step(f"verification: signing {len(consents)} consents with the demo Commission key")
     commission = Signer.from_p12(home.pki.signer_p12)
     signed = [(f"signed-{path.name}", sign_consent(path.read_bytes(), commission))
@@ -394,57 +582,50 @@ def _verification(run: Run, home: Home, floor: Floor, work: Path) -> None:
     for name, data in signed[: max(options.pyhanko_files, options.pdfsig_files)]:
         (peers_dir / name).write_bytes(data)
         peer_files.append(peers_dir / name)
-    paths = home.stage(signed)
-    failed_before = home.count("failed")
-    _step(f"verification: {len(paths)} signed consents into signed/")
-    began = home.drop(paths, "signed")
-    ended = home.wait_idle("signed", timeout=60 + 3.0 * len(paths))
-    rate = len(paths) / (ended - began)
-    rejected = home.count("failed") - failed_before
-    if rejected:
-        run.notes.append(f"verification: {rejected} signed consent(s) rejected (in failed/)")
+
+    def engine(k: int) -> Sample:
+        batch = signed[k * per_round : (k + 1) * per_round]
+        _step(f"verification: {len(batch)} signed consents into signed/, round {k + 1}")
+        paths = home.stage(batch)
+        failed_before = home.count("failed")
+        cpu = tree_cpu(home.pid)
+        began = home.drop(paths, "signed")
+        ended = home.wait_idle("signed", timeout=60 + 3.0 * len(paths))
+        cpu = tree_cpu(home.pid) - cpu
+        rejected = home.count("failed") - failed_before
+        if rejected:
+            run.notes.append(f"verification: {rejected} signed consent(s) rejected (in failed/)")
+        return Sample(len(paths), ended - began, cpu)
+
+    contenders: list[tuple[str, Callable[[int], Sample]]] = [
+        ("floor", floor_round),
+        ("engine", engine),
+        *_peers(run, home, peer_files),
+    ]
+    samples = interleave(rounds, contenders)
     states = home.states()
-    if states.get("signed", 0) != len(paths):
-        raise RuntimeError(f"verification: {len(paths)} should be signed; database: {states}")
-
-    cli = _pyhanko_cli()
-    cli_rate = 0.0
-    if cli is not None:
-        files = peer_files[: options.pyhanko_files]
-        _step(f"verification: `pyhanko sign validate` on {len(files)} files, one process each")
-        root = str(home.pki.root_pem)
-        office = str(home.pki.office_root_pem or root)  # the seal's own issuer (issue 15)
-        cli_rate, ok = _per_file(
-            lambda path: [str(cli), "sign", "validate", "--trust", root, "--trust", office,
-                          "--trust-replace", "--no-revocation-check", str(path)],
-            files,
-        )  # fmt: skip
-        if ok != len(files):
-            run.notes.append(f"pyhanko sign validate: {len(files) - ok} file(s) not exit 0")
-    else:
-        run.notes.append("pyhanko-cli could not be installed: `pyhanko sign validate` not measured")
-    pdfsig = shutil.which("pdfsig")
-    pdfsig_rate = 0.0
-    if pdfsig is not None:
-        files = peer_files[: options.pdfsig_files]
-        _step(f"verification: pdfsig on {len(files)} files, one process each")
-        pdfsig_rate, _ = _per_file(lambda path: [pdfsig, str(path)], files)
-    else:
-        run.notes.append("poppler's pdfsig not found: not measured")
-
-    run.add("verify", f"{len(paths)} signed consents, 1 worker", f"{rate:.1f} accepted/s",
-            f"{rate / floor.verify_rate:.0%} of floor ({floor.verify_rate:.1f}/s)")  # fmt: skip
-    if cli_rate:
+    if states.get("signed", 0) != len(signed):
+        raise RuntimeError(f"verification: {len(signed)} should be signed; database: {states}")
+    ours = samples["engine"]
+    _, text = _against_floor(samples["floor"], ours)
+    run.add("verify", f"{per_round} signed consents, 1 worker, {rounds} rounds",
+            _cpu_and_wall(ours, "consent").replace("consents/s", "accepted/s"),
+            text)  # fmt: skip
+    for key, label, times, files_n in (
+        ("pyhanko", "`pyhanko sign validate`", 10, options.pyhanko_files),
+        ("pdfsig", "poppler `pdfsig`", 1, options.pdfsig_files),
+    ):
+        if key not in samples:
+            continue
+        peer = samples[key]
+        by_cpu = pair_ratios([p.cpu_ms for p in peer], [e.cpu_ms for e in ours])
+        by_wall = pair_ratios([e.rate for e in ours], [p.rate for p in peer])
         run.add(
-            "verify", f"`pyhanko sign validate` per file ({options.pyhanko_files} files)",
-            f"{cli_rate:.2f} files/s", f"engine {rate / cli_rate:.1f}×",
-            "engine ≥ 10×", status(rate / cli_rate >= 10),
-        )  # fmt: skip
-    if pdfsig_rate:
-        run.add(
-            "verify", f"poppler `pdfsig` per file ({options.pdfsig_files} files)",
-            f"{pdfsig_rate:.1f} files/s", f"engine {rate / pdfsig_rate:.2f}×",
-            "engine ≥ 1×", status(rate >= pdfsig_rate),
+            "verify", f"{label} per file ({files_n} files), {rounds} rounds",
+            _cpu_and_wall(peer, "file"),
+            f"engine {by_cpu.text('.2f')}× (CPU, per pair); wall {by_wall.text('.2f')}×",
+            f"engine ≥ {times}× (CPU)",
+            verdict(by_cpu.median >= times, drift([p.cpu_ms for p in peer], what=key)),
         )  # fmt: skip
 
 

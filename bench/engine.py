@@ -48,16 +48,38 @@ def cpu_seconds(pid: int) -> float:
 
 
 def postgres_url() -> str:
-    """The bench's own PostgreSQL database: the test server's, with ``_bench`` appended.
+    """This bench process's own PostgreSQL database: the test server's, with ``_bench_PID``
+    appended.
 
     ``CONSENTFLOW_TEST_DATABASE_URL`` names the server (as for the tests); the bench
-    empties its database on every run, so it never uses the tests' database itself,
-    which a test run may be using at the same moment.
+    empties its database at every reset, so it never uses the tests' database itself, nor
+    another bench run's: on a shared machine, a quick run started elsewhere emptied a
+    full run's database under its running engine (issue 14). :func:`drop_postgres`
+    removes it at the end.
     """
     url = os.environ.get("CONSENTFLOW_TEST_DATABASE_URL", PG_DEFAULT)
     base, _, rest = url.rpartition("/")
     name, sep, query = rest.partition("?")
-    return f"{base}/{name}_bench{sep}{query}"
+    return f"{base}/{name}_bench_{os.getpid()}{sep}{query}"
+
+
+def drop_postgres(url: str) -> None:
+    """Drop the database of ``url`` if it exists (and the server can be reached)."""
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError:
+        return
+    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    base, _, rest = plain.rpartition("/")
+    name, sep, query = rest.partition("?")
+    try:
+        with psycopg.connect(f"{base}/postgres{sep}{query}", connect_timeout=5,
+                             autocommit=True) as admin:  # fmt: skip
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
+    except psycopg.Error:
+        return
 
 
 def reset_postgres(url: str) -> str | None:

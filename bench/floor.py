@@ -27,6 +27,7 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 from pypdf import PdfReader
 
+from bench.rounds import Sample, own_cpu
 from forms.consent import render_consent_body
 from forms.eoi import EOI
 from forms.reading import read_eoi
@@ -35,23 +36,40 @@ from workflow.demo_pki import DemoPki
 from workflow.engine import _freeze_heap
 from workflow.signing import COMMISSION_FIELD, Signer, certify, sign_consent
 
+_INTAKE = ("read", "render", "field", "seal")
+
 
 @dataclass
 class Floor:
-    """Mean milliseconds per document for each step, and the signed files it made."""
+    """Mean milliseconds per document for each step (wall and CPU time of this process),
+    and the signed files it made."""
 
     steps: dict[str, float] = field(default_factory=dict)
+    cpu_steps: dict[str, float] = field(default_factory=dict)
     signed: list[bytes] = field(default_factory=list)
 
     @property
     def intake_ms(self) -> float:
         """One valid EOI through read, render, signature field and seal."""
-        return sum(self.steps[k] for k in ("read", "render", "field", "seal"))
+        return sum(self.steps[k] for k in _INTAKE)
 
     def intake_rate(self, valid_share: float) -> float:
         """Documents per second at the floor for a mix with this share of valid files."""
         per_doc = valid_share * self.intake_ms + (1 - valid_share) * self.steps["read"]
         return 1000 / per_doc
+
+    def intake_sample(self, valid_share: float) -> Sample:
+        """Wall and CPU milliseconds per document of the mix, as one round's sample."""
+
+        def mix(steps: dict[str, float]) -> float:
+            valid = sum(steps[k] for k in _INTAKE)
+            return valid_share * valid + (1 - valid_share) * steps["read"]
+
+        return Sample.per_item(mix(self.steps), mix(self.cpu_steps))
+
+    def verify_sample(self) -> Sample:
+        """Wall and CPU milliseconds per signed consent that pyHanko alone validates."""
+        return Sample.per_item(self.steps["validate"], self.cpu_steps["validate"])
 
     @property
     def verify_rate(self) -> float:
@@ -60,17 +78,25 @@ class Floor:
 
 
 class _Clock:
-    """Milliseconds per named step, one sample per document."""
+    """Milliseconds per named step, wall and CPU time, one sample per document."""
 
     def __init__(self) -> None:
         self.samples: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+
+    def clear(self) -> None:
+        """Forget the samples so far (the warm-up's)."""
+        self.samples.clear()
+        self.cpu.clear()
 
     @contextmanager
     def time(self, name: str) -> Iterator[None]:
         """Time the block as one sample of ``name``."""
+        cpu = own_cpu()
         start = time.perf_counter()
         yield
         self.samples.setdefault(name, []).append((time.perf_counter() - start) * 1000)
+        self.cpu.setdefault(name, []).append((own_cpu() - cpu) * 1000)
 
 
 def measure_floor(docs: list[bytes], pki: DemoPki) -> Floor:
@@ -84,7 +110,7 @@ def measure_floor(docs: list[bytes], pki: DemoPki) -> Floor:
         # One warm-up document: imports, font loading and caches are paid once by a service.
         for number, data in enumerate([docs[0], *docs]):
             if number == 1:
-                clock.samples.clear()
+                clock.clear()
                 floor.signed.clear()
             with clock.time("read"):
                 PdfReader(io.BytesIO(data)).get_fields()
@@ -104,6 +130,7 @@ def measure_floor(docs: list[bytes], pki: DemoPki) -> Floor:
             with clock.time("validate"):
                 _validate(signed, root)
     floor.steps = {name: statistics.fmean(values) for name, values in clock.samples.items()}
+    floor.cpu_steps = {name: statistics.fmean(values) for name, values in clock.cpu.items()}
     return floor
 
 

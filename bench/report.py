@@ -31,6 +31,11 @@ class Row:
     met: str = ""
 
 
+#: The table's verdicts as the target list at the end of RESULTS.md says them; anything
+#: else (``unreliable (why)``, bench/rounds.py) is said as it is.
+_TARGET_WORDS = {"yes": "met", "**no**": "MISSED"}
+
+
 def status(ok: bool) -> str:
     """The table's verdict for a target."""
     return "yes" if ok else "**no**"
@@ -112,6 +117,7 @@ def render_results(run: Run, table: str, argv: list[str] | None) -> str:
         f"Date: {time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(run.started))}; "
         f"the run took {minutes:.0f} min.",
         "",
+        *methodology_section(),
         "## Machine",
         "",
         *machine(),
@@ -162,7 +168,7 @@ def render_results(run: Run, table: str, argv: list[str] | None) -> str:
     lines += ["## Targets", ""]
     lines += [
         f"- {row.target}: {row.measured} ({row.measure}; {row.reference}) — "
-        f"{'met' if row.met == 'yes' else 'MISSED'}"
+        f"{_TARGET_WORDS.get(row.met, row.met)}"
         for row in run.rows
         if row.target
     ]
@@ -173,6 +179,18 @@ def render_results(run: Run, table: str, argv: list[str] | None) -> str:
 #: Before and after figures for the targets a run missed, written by hand as they are worked
 #: on (the issue asks for both in RESULTS.md, which a run rewrites whole).
 HISTORY = Path(__file__).with_name("HISTORY.md")
+
+
+#: How the figures are made (issue 14), written by hand; read when RESULTS.md is written.
+METHODOLOGY = Path(__file__).with_name("METHODOLOGY.md")
+
+
+def methodology_section() -> list[str]:
+    """The lines of ``bench/METHODOLOGY.md`` under their heading, or none without the file."""
+    if not METHODOLOGY.is_file():
+        return []
+    body = METHODOLOGY.read_text(encoding="utf-8").strip()
+    return ["## How the figures are made", "", body, ""]
 
 
 def history_section() -> list[str]:

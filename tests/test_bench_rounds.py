@@ -1,0 +1,140 @@
+"""bench/rounds.py: the statistics and the guard of interleaved rounds (no timing asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+
+import pytest
+
+from bench.rounds import (
+    Sample,
+    drift,
+    impossible_scaling,
+    interleave,
+    pair_ratios,
+    spread,
+    tree_cpu,
+    verdict,
+)
+
+
+def test_a_spread_is_the_median_and_the_extremes_of_its_rounds() -> None:
+    figure = spread([30.0, 50.0, 40.0])
+    assert (figure.median, figure.low, figure.high) == (40.0, 30.0, 50.0)
+    assert figure.relative == pytest.approx(50 / 30 - 1)
+    assert figure.text(".1f", "ms") == "40.0 (30.0–50.0) ms"
+    assert spread([0.5, 0.7, 0.6]).percent() == "60 % (50–70 %)"
+    assert spread([12.0]).text(".0f") == "12"
+    with pytest.raises(ValueError, match="no rounds"):
+        spread([])
+
+
+def test_a_ratio_is_the_median_of_the_pairs_not_the_ratio_of_the_medians() -> None:
+    # Round 2 of both is slow (a busy minute): pairwise, the ratio is steady at 0.5.
+    engine = [2.0, 4.0, 2.2]
+    floor = [1.0, 2.0, 1.1]
+    ratios = pair_ratios(floor, engine)
+    assert ratios.values == (0.5, 0.5, 0.5)
+    assert ratios.median == 0.5
+    # The ratio of the medians mixes rounds: 1.1 / 2.2 here, but not in general.
+    assert pair_ratios([1.0, 3.0, 1.0], [1.0, 2.0, 2.0]).median == 1.0
+    assert spread([1.0, 3.0, 1.0]).median / spread([1.0, 2.0, 2.0]).median == 0.5
+    with pytest.raises(ValueError, match="3 rounds against 2"):
+        pair_ratios([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_floor_rounds_apart_by_more_than_15_percent_make_the_figure_unreliable() -> None:
+    assert drift([30.0, 32.0, 34.0]) is None  # 13 %
+    assert drift([30.0, 34.4]) is None  # 14.7 %
+    reason = drift([30.1, 57.2, 31.0])  # the run of issue 14: 90 % apart
+    assert reason == "floor rounds differ by 90%, more than 15%"
+    assert (
+        drift([10.0, 12.0], what="pdfsig", limit=0.1)
+        == "pdfsig rounds differ by 20%, more than 10%"
+    )
+    assert drift([30.0]) is None  # one round cannot drift
+
+
+def test_more_than_n_times_on_n_cores_is_impossible() -> None:
+    assert impossible_scaling(spread([1.8, 1.9, 2.0]), workers=2, cores=2) is None
+    reason = impossible_scaling(spread([1.9, 3.61, 2.0]), workers=2, cores=2)
+    assert reason == "a round gave 3.61×, more than 2× is impossible on 2 cores"
+    # Four workers on two cores can still not go past two.
+    assert impossible_scaling(spread([2.3]), workers=4, cores=2) is not None
+    assert impossible_scaling(spread([3.5]), workers=4, cores=8) is None
+
+
+def test_an_unreliable_figure_is_neither_met_nor_missed() -> None:
+    assert verdict(True) == "yes"
+    assert verdict(False, None, None) == "**no**"
+    met = verdict(True, drift([30.1, 57.2]), None)
+    missed = verdict(False, drift([30.1, 57.2]))
+    assert met == missed == "unreliable (floor rounds differ by 90%, more than 15%)"
+    both = verdict(True, "a", "b")
+    assert both == "unreliable (a; b)"
+
+
+def test_rounds_take_turns_and_keep_their_order() -> None:
+    order: list[str] = []
+
+    def contender(name: str, items: int) -> tuple[str, Callable[[int], Sample]]:
+        def run(k: int) -> Sample:
+            order.append(f"{name}{k}")
+            return Sample(items, wall_s=k + 1.0, cpu_s=(k + 1.0) / 2)
+
+        return name, run
+
+    samples = interleave(3, [contender("floor", 1), contender("engine", 10)])
+    assert order == ["floor0", "engine0", "floor1", "engine1", "floor2", "engine2"]
+    assert [s.wall_ms for s in samples["engine"]] == [100.0, 200.0, 300.0]
+    assert [s.busy for s in samples["floor"]] == [0.5, 0.5, 0.5]
+    assert samples["engine"][1].rate == 5.0
+    with pytest.raises(ValueError):
+        interleave(0, [])
+
+
+def test_a_sample_per_item_and_without_cpu() -> None:
+    sample = Sample.per_item(40.0, 38.0)
+    assert (sample.wall_ms, sample.cpu_ms) == pytest.approx((40.0, 38.0))
+    with pytest.raises(ValueError, match="no CPU time"):
+        Sample(5, 1.0).cpu_ms  # noqa: B018
+
+
+def test_tree_cpu_counts_a_grandchild_alive_and_after_it_ended() -> None:
+    """A worker's CPU is the engine's: live children by /proc, ended ones by cutime."""
+    burn = "import time\nwhile time.process_time() < 0.3: pass\n"
+    parent = textwrap.dedent(
+        f"""
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", {burn!r} + "input()"],
+                                 stdin=subprocess.PIPE)
+        print("burning", flush=True)
+        sys.stdin.readline()
+        child.communicate(b"\\n")  # the child ends and is waited for
+        print("reaped", flush=True)
+        sys.stdin.readline()
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", parent], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        assert process.stdout.readline() == "burning\n"
+        # Wait (by CPU, not by clock) until the grandchild has burnt its 0.3 s.
+        deadline = 600
+        while tree_cpu(process.pid) < 0.3 and deadline:
+            deadline -= 1
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.1)"], check=True)
+        assert tree_cpu(process.pid) >= 0.3
+        process.stdin.write("\n")
+        process.stdin.flush()
+        assert process.stdout.readline() == "reaped\n"
+        assert tree_cpu(process.pid) >= 0.3  # now in the parent's cutime
+    finally:
+        process.stdin.write("\n")
+        process.stdin.flush()
+        process.wait(timeout=60)
