@@ -432,3 +432,76 @@ def test_dovecot_restarted_while_idle(home: Path, dovecot: Dovecot, how: str) ->
         thread.join(30)
         harness.close()
     assert not thread.is_alive()
+
+
+def test_message_is_marked_only_after_its_attachments_are_recorded(
+    home: Path, dovecot: Dovecot
+) -> None:
+    """Paperless-ngx #2396 (mail acted on before its consumption succeeded), with real
+    parts: the intake records the attachments through a read-only connection to the real
+    database, so recording fails after the message was claimed. The message stays unmarked,
+    unanswered and in its folder, and nothing is recorded; once the database can be written,
+    the next reader records each PDF exactly once, and only then marks the message."""
+    from sqlalchemy.exc import DBAPIError
+
+    from workflow.intake import Intake
+
+    dovecot.append(
+        message(
+            ("first.pdf", filled_eoi(org_name="Fault Network One"), "application/pdf"),
+            ("second.pdf", filled_eoi(org_name="Fault Network Two"), "application/pdf"),
+        )
+    )
+    settings = settings_for(home, dovecot)
+    harness = Harness(home, settings)
+    engine = harness.engine
+    read_only = Store(f"sqlite:///file:{home / 'cf.db'}?mode=ro&uri=true")
+    faulty = Intake(
+        read_only,
+        folders=dict(engine.intake.folders),
+        failed_dir=settings.failed,
+        processors=dict(engine.intake.processors),
+        settings=settings.intake,
+    )
+    broken = MailReader(harness.store, settings, faulty).reader
+    try:
+        with pytest.raises(DBAPIError, match="readonly"):
+            broken.take_new()
+        broken.close()
+        [line] = flags(dovecot)  # still in INBOX, neither marked nor answered
+        assert DONE_KEYWORD not in line and "\\Answered" not in line
+        [row] = _ledger(harness.store)
+        assert row.status == "taking" and row.pdfs == 0 and not row.answered  # claimed only
+        assert row.done_at is None
+        assert harness.store.items() == [] and harness.store.applications() == []
+        assert harness.store.notifications() == []
+
+        # The fault is gone: a reader whose intake can write takes the message again.
+        fixed = MailReader(harness.store, settings, engine.intake).reader
+        try:
+            stats = fixed.take_new()
+        finally:
+            fixed.close()
+        assert (stats.messages, stats.pdfs) == (1, 2)
+        assert sorted(app.org_name for app in harness.store.applications()) == [
+            "Fault Network One",
+            "Fault Network Two",
+        ]
+        items = harness.store.items()
+        assert sorted(item.status for item in items) == ["done", "done"]
+        assert {item.source for item in items} == {"mail"}
+        [row] = _ledger(harness.store)
+        assert row.status == "done" and row.pdfs == 2 and row.done_at is not None
+        assert all(entry["status"] == "done" for entry in row.outcome)
+        [line] = flags(dovecot)
+        assert DONE_KEYWORD in line and "\\Seen" not in line
+        assert harness.mail.take_new().messages == 0  # done: never taken a third time
+        assert len(harness.store.applications()) == 2
+    finally:
+        harness.close()
+
+
+def _ledger(store: Store) -> list[MailMessage]:
+    """The mail ledger's rows."""
+    with store.tx() as tx:
+        return list(tx.session.exec(select(MailMessage)).all())
