@@ -195,8 +195,10 @@ def test_recovery_sets_aside_a_link_in_processing(
 def test_retry_never_moves_a_link_or_a_report(home: Path, private_file: Path) -> None:
     """``retry`` refuses a report and a link (exit 1, nothing moves); ``--all`` takes only
     regular files."""
+    made = consentflow(home, "db", "upgrade")  # a home: retry refuses a folder without one
+    assert made.returncode == 0, made.stderr
     failed = home / "failed"
-    failed.mkdir()
+    failed.mkdir(exist_ok=True)
     (failed / "x.pdf").write_bytes(b"%PDF-1.7\n%%EOF\n")
     (failed / "x.pdf.error.json").write_text(json.dumps({"code": "damaged", "folder": "inbox"}))
     (failed / "l.pdf").symlink_to(private_file)
