@@ -30,6 +30,7 @@ from bench.engine import (
     Home,
     cpu_seconds,
     drop_postgres,
+    home_key,
     memory,
     postgres_url,
     reset_postgres,
@@ -50,7 +51,6 @@ from bench.rounds import (
     verdict,
 )
 from bench.scale import burst, run_burst
-from workflow.audit_key import load_key
 from workflow.signing import Signer, sign_consent
 from workflow.store import Store
 
@@ -440,7 +440,7 @@ def _scale(run: Run, corpus: Corpus, main_home: Home, work: Path) -> None:
     label = f"{n} files (valid, invalid, repeated, damaged), 4 workers, PostgreSQL"
     _step(f"scale: {label}")
     home = Home(work / "scale", database_url=url, pki=main_home.pki)
-    store = Store(url, audit_key=load_key(home.root))
+    store = Store(url, audit_key=home_key(home.root))
     home.start(4)
     try:
         account = run_burst(home, store, work_burst, timeout=120 + 2.0 * n)

@@ -32,9 +32,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.engine import Home, cpu_seconds
+from bench.engine import Home, cpu_seconds, home_key
 from bench.report import Row, render_table, status
-from workflow.audit_key import load_key
 from workflow.demo_pki import DemoPki
 from workflow.store import Store
 
@@ -89,7 +88,7 @@ def _serve(home: Home) -> tuple[subprocess.Popen[bytes], str]:
 def submits(add: Add, home: Home, *, forms: int, clients: int, target: bool) -> None:
     """``forms`` valid forms from ``clients`` clients, each pausing ~0.5 s between forms;
     ``target``: the row is judged against the target (else it is for information)."""
-    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=load_key(home.root))
+    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=home_key(home.root))
     store.ensure_schema()
     process, url = _serve(home)
     timings: list[float] = []

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from workflow.audit_key import AuditKey, load_key
 from workflow.demo_pki import DemoPki, make_demo_pki
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -28,6 +29,13 @@ class Memory:
 
     rss_mib: float
     peak_mib: float
+
+
+def home_key(root: Path) -> AuditKey:
+    """The audit key of a bench home as its engines read it: they start without any
+    ``CONSENTFLOW_*`` variable, so it is the home's ``audit.key`` (made when missing),
+    never this process's ``CONSENTFLOW_AUDIT_KEY`` (which the test session sets)."""
+    return load_key(root, environ={})
 
 
 def memory(pid: int) -> Memory:

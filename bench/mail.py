@@ -28,11 +28,10 @@ from email.utils import make_msgid
 from pathlib import Path
 
 from bench.corpus import Corpus
-from bench.engine import Home
+from bench.engine import Home, home_key
 from bench.report import Row, render_table, status
 from tests.imapserver import PASSWORD, Dovecot
 from tests.smtpserver import SmtpServer
-from workflow.audit_key import load_key
 from workflow.demo_pki import DemoPki
 from workflow.store import Store
 
@@ -94,7 +93,7 @@ def measure(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, quick: bool) 
             'office_to = "staff@example.org"\n'
         )
     os.environ[PASSWORD_ENV] = PASSWORD
-    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=load_key(home.root))
+    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=home_key(home.root))
     try:
         home.start()
         time.sleep(2)  # the reader logs in and enters IDLE

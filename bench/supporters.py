@@ -29,8 +29,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.engine import home_key
 from bench.report import Row, render_table, status
-from workflow.audit_key import load_key
 from workflow.config import load_settings
 from workflow.lifecycle.service import Lifecycle, add_months
 from workflow.states import State
@@ -140,7 +140,7 @@ def public_list(add: Add, work: Path, *, active: int, requests: int) -> None:
     port = _free_port()
     (home / "consentflow.toml").write_text(f'[web]\nlisten = "127.0.0.1:{port}"\n')
     url = f"http://127.0.0.1:{port}"
-    store = Store(f"sqlite:///{home / 'consentflow.db'}", audit_key=load_key(home))
+    store = Store(f"sqlite:///{home / 'consentflow.db'}", audit_key=home_key(home))
     store.ensure_schema()
     seed(store, active, active, datetime.now(UTC))
     store.close()
@@ -167,7 +167,7 @@ def sweep(add: Add, work: Path, *, total: int, active: int) -> None:
     home = work / "supporters-sweep"
     home.mkdir(parents=True)
     settings = load_settings(home)
-    store = Store(settings.database_url, audit_key=load_key(home))
+    store = Store(settings.database_url, audit_key=home_key(home))
     store.ensure_schema()
     now = datetime.now(UTC)
     seed(store, total, active, now)

@@ -43,9 +43,8 @@ import httpx
 
 from bench import apply as apply_bench
 from bench.corpus import Corpus
-from bench.engine import Home, cpu_seconds
+from bench.engine import Home, cpu_seconds, home_key
 from bench.report import Row, render_table, status
-from workflow.audit_key import load_key
 from workflow.demo_pki import DemoPki
 from workflow.states import State
 from workflow.store import Store, org_key
@@ -191,7 +190,7 @@ def pages(add: Add, home: Home, *, applications: int, requests: int) -> None:
     database and 20 signed-in clients: as people use it (a second's pause between
     clicks; the target), and back to back (the server's capacity, for information)."""
     url = _listen_on(home)
-    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=load_key(home.root))
+    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=home_key(home.root))
     store.ensure_schema()
     started = time.perf_counter()
     references = populate(store, applications)
@@ -228,7 +227,7 @@ def pages(add: Add, home: Home, *, applications: int, requests: int) -> None:
 def live_log(add: Add, home: Home, *, events: int, listeners: int = 5) -> None:
     """Delay from an event's commit to its arrival at SSE clients (p50, p95)."""
     url = _listen_on(home)
-    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=load_key(home.root))
+    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=home_key(home.root))
     store.ensure_schema()
     Users(store).add("bench", "viewer", PASSWORD, actor="bench")
     process = _serve(home, url)
@@ -304,7 +303,7 @@ def intake_beside(
     between batches, and other work on it comes and goes: interleaving spreads both)."""
     home = Home(work / "web-intake", pki=pki)
     url = _listen_on(home)
-    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=load_key(home.root))
+    store = Store(f"sqlite:///{home.root / 'consentflow.db'}", audit_key=home_key(home.root))
     store.ensure_schema()
     Users(store).add("bench", "viewer", PASSWORD, actor="bench")
     store.close()
