@@ -23,7 +23,7 @@ from forms.errors import UnusableDocument
 from forms.findings import eligibility_findings
 from forms.reading import read_eoi
 from forms.validation import validate
-from workflow.archive import Access, Archive, write_atomic
+from workflow.archive import Access, Archive, Draft, write_atomic
 from workflow.config import Settings
 from workflow.failed import FailedFolder
 from workflow.intake import Claimed, PermanentError
@@ -384,16 +384,35 @@ class Applications:
             raise DecisionError(f"no application {reference}")
         return self._issue(app, actor=actor, reason=reason)
 
+    def _render_consent(self, app: Application, reference: str) -> bytes:
+        """The consent's bytes for ``app`` now: rendered, and sealed when a seal is set."""
+        eoi = EOI.from_fields({**app.fields, "lang": app.lang})
+        data = render_consent(eoi, reference=reference, issued_at=self.clock(), lang=Lang(app.lang))
+        return self.sealer(data) if self.sealer is not None else data
+
+    def _record_consent(self, tx: Tx, app: Application, draft: Draft, length: int) -> None:
+        """Inside the decision's transaction: the draft enters the archive and becomes the
+        application's issued consent, a document recorded with the seal it was issued with."""
+        assert app.id is not None and app.reference is not None
+        self.archive.commit_draft(draft)
+        app.issued_sha256 = draft.sha256
+        app.issued_length = length
+        tx.add_document(
+            sha256=draft.sha256,
+            kind="consent",
+            size=length,
+            original_name=f"{app.reference}.pdf",
+            application_id=app.id,
+            seal_sha256=self.seal_sha256,
+        )
+
     def _issue(self, app: Application, *, actor: str, reason: str) -> Issued:
         # ``app`` as last read; the transaction below re-checks its state under a row lock.
         reference = app.reference
         assert reference is not None
         if app.state != State.AWAITING_REVIEW:
             raise TransitionError(reference, State(app.state), State.CONSENT_ISSUED)
-        eoi = EOI.from_fields({**app.fields, "lang": app.lang})
-        data = render_consent(eoi, reference=reference, issued_at=self.clock(), lang=Lang(app.lang))
-        if self.sealer is not None:
-            data = self.sealer(data)
+        data = self._render_consent(app, reference)
         # Durable before the row that names it commits, but in the archive only once this
         # decision is won: a lost race (another worker, the office) leaves no file behind.
         draft = self.archive.draft(data)
@@ -403,17 +422,7 @@ class Applications:
                 app = self._locked(tx, reference)
                 assert app.id is not None
                 check_transition(reference, State(app.state), State.CONSENT_ISSUED)
-                self.archive.commit_draft(draft)
-                app.issued_sha256 = sha256
-                app.issued_length = len(data)
-                tx.add_document(
-                    sha256=sha256,
-                    kind="consent",
-                    size=len(data),
-                    original_name=f"{reference}.pdf",
-                    application_id=app.id,
-                    seal_sha256=self.seal_sha256,
-                )
+                self._record_consent(tx, app, draft, len(data))
                 tx.move(
                     app,
                     State.CONSENT_ISSUED,
@@ -453,10 +462,7 @@ class Applications:
                 f"{reference} is {app.state}: only a consent_issued application's consent "
                 "can be reissued"
             )
-        eoi = EOI.from_fields({**app.fields, "lang": app.lang})
-        data = render_consent(eoi, reference=reference, issued_at=self.clock(), lang=Lang(app.lang))
-        if self.sealer is not None:
-            data = self.sealer(data)
+        data = self._render_consent(app, reference)
         draft = self.archive.draft(data)
         sha256 = draft.sha256
         try:
@@ -468,17 +474,7 @@ class Applications:
                 old = app.issued_sha256
                 if old == sha256:
                     raise DecisionError(f"{reference}: the new consent would be the same bytes")
-                self.archive.commit_draft(draft)
-                app.issued_sha256 = sha256
-                app.issued_length = len(data)
-                tx.add_document(
-                    sha256=sha256,
-                    kind="consent",
-                    size=len(data),
-                    original_name=f"{reference}.pdf",
-                    application_id=app.id,
-                    seal_sha256=self.seal_sha256,
-                )
+                self._record_consent(tx, app, draft, len(data))
                 tx.append_event(
                     "reissued",
                     actor=actor,
