@@ -19,9 +19,9 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -345,6 +345,43 @@ def _profile_page(
     )
 
 
+class _Page(Protocol):
+    def __call__(
+        self,
+        request: Request,
+        context: Web,
+        token: str,
+        view: SupporterView,
+        *,
+        form: Mapping[str, str] | None = None,
+        problems: Mapping[str, str] | None = None,
+    ) -> Response: ...
+
+
+async def _send(
+    request: Request,
+    token: str,
+    context: Web,
+    who: Visitor,
+    *,
+    purpose: str,
+    submit: Callable[[str, Mapping[str, str]], object],
+    page: _Page,
+    message: str,
+) -> Response:
+    """A supporter's form sent through its link: kept by ``submit`` (the link is spent), or
+    shown again by ``page`` with its problems and everything typed."""
+    form = await read_form(request, who)
+    view = await run_in_threadpool(_view, context, token, purpose)
+    try:
+        await run_in_threadpool(submit, token, form)
+    except ProfileError as exc:
+        return page(request, context, token, view, form=form, problems=exc.problems)
+    except LookupError:
+        raise NotFoundError from None
+    return context.render(request, "supporter_done.html", {"view": view, "message": message})
+
+
 @router.get("/supporter/{token}/profile", response_class=HTMLResponse)
 def profile_form(request: Request, token: str, context: Ctx, who: Anyone) -> Response:
     """The supporter's profile form (reading it changes nothing)."""
@@ -354,17 +391,11 @@ def profile_form(request: Request, token: str, context: Ctx, who: Anyone) -> Res
 @router.post("/supporter/{token}/profile", response_class=HTMLResponse)
 async def profile_send(request: Request, token: str, context: Ctx, who: Anyone) -> Response:
     """Keep the completed profile for the office to publish; the link is spent."""
-    form = await read_form(request, who)
-    view = await run_in_threadpool(_view, context, token, PROFILE)
-    try:
-        await run_in_threadpool(lifecycle(context).submit_profile, token, form)
-    except ProfileError as exc:
-        return _profile_page(request, context, token, view, form=form, problems=exc.problems)
-    except LookupError:
-        raise NotFoundError from None
-    return context.render(
-        request, "supporter_done.html", {"view": view, "message": "supporter_profile_sent"}
-    )
+    life = lifecycle(context)
+    return await _send(
+        request, token, context, who, purpose=PROFILE, submit=life.submit_profile,
+        page=_profile_page, message="supporter_profile_sent",
+    )  # fmt: skip
 
 
 def _feedback_page(
@@ -393,14 +424,8 @@ def feedback_form(request: Request, token: str, context: Ctx, who: Anyone) -> Re
 @router.post("/supporter/{token}/feedback", response_class=HTMLResponse)
 async def feedback_send(request: Request, token: str, context: Ctx, who: Anyone) -> Response:
     """Keep the report as a PDF document of the application; the link is spent."""
-    form = await read_form(request, who)
-    view = await run_in_threadpool(_view, context, token, FEEDBACK)
-    try:
-        await run_in_threadpool(lifecycle(context).submit_feedback, token, form)
-    except ProfileError as exc:
-        return _feedback_page(request, context, token, view, form=form, problems=exc.problems)
-    except LookupError:
-        raise NotFoundError from None
-    return context.render(
-        request, "supporter_done.html", {"view": view, "message": "supporter_feedback_sent"}
-    )
+    life = lifecycle(context)
+    return await _send(
+        request, token, context, who, purpose=FEEDBACK, submit=life.submit_feedback,
+        page=_feedback_page, message="supporter_feedback_sent",
+    )  # fmt: skip
