@@ -21,7 +21,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,8 +31,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.engine import Home, cpu_seconds, home_key
-from bench.report import Row, render_table, status
+from bench.engine import Home, cpu_seconds, home_key, serve_web
+from bench.report import Row, percentile, render_table, status
 from workflow.demo_pki import DemoPki
 from workflow.store import Store
 
@@ -58,31 +57,13 @@ FORM: dict[str, str] = {
 }  # fmt: skip
 
 
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _serve(home: Home) -> tuple[subprocess.Popen[bytes], str]:
     from bench.web import _listen_on
 
     url = _listen_on(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTFLOW_")}
     env |= {"CONSENTFLOW_REVIEW__MODE": "manual", "CONSENTFLOW_APPLY__BURST": "100000"}
-    with (home.root / "web.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "workflow", "--home", str(home.root), "web"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=home.root, env=env,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"consentflow web did not answer; see {home.root / 'web.log'}")
+    return serve_web(home.root, url, env=env), url
 
 
 def submits(add: Add, home: Home, *, forms: int, clients: int, target: bool) -> None:
@@ -130,7 +111,7 @@ def submits(add: Add, home: Home, *, forms: int, clients: int, target: bool) -> 
     web_items = [item for item in store.items() if item.source == "web" and item.status == "done"]
     store.close()
     ok = len(recorded) == len(timings) and len(web_items) >= len(timings)
-    p95 = _p(timings, 0.95)
+    p95 = percentile(timings, 0.95)
     who = "one applicant at a time" if clients == 1 else f"{clients} applicants at once"
     add("web", f"/apply submit until its application is recorded, {who}",
         f"p95 {p95:.0f} ms", f"p50 {statistics.median(timings):.0f} ms, {len(timings)} forms, "

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,37 @@ class Memory:
 
     rss_mib: float
     peak_mib: float
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def serve_web(
+    root: Path, url: str, *, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``consentflow web`` over the home ``root`` (its log in ``root/web.log``), once
+    ``url`` answers its health check; ``env``: the child's environment (default: ours)."""
+    import httpx
+
+    with (root / "web.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workflow", "--home", str(root), "web"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"consentflow web did not answer; see {root / 'web.log'}")
 
 
 def home_key(root: Path) -> AuditKey:

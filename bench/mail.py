@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.corpus import Corpus
 from bench.engine import Home, home_key
-from bench.report import Row, render_table, status
+from bench.report import Row, percentile, render_table, status
 from tests.imapserver import PASSWORD, Dovecot
 from tests.smtpserver import SmtpServer
 from workflow.demo_pki import DemoPki
@@ -39,11 +39,6 @@ Add = Callable[..., None]
 MAIL_TARGET_S = 3.0
 SMTP_TARGET_S = 2.0
 PASSWORD_ENV = "BENCH_IMAP_PASSWORD"
-
-
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _message(index: int, data: bytes) -> bytes:
@@ -111,7 +106,7 @@ def measure(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, quick: bool) 
                 raise RuntimeError(f"mail {index} was not recorded; see {home.log_path}")
             seconds.append(time.perf_counter() - began)
             time.sleep(1.0)
-        p95 = _p(seconds, 0.95)
+        p95 = percentile(seconds, 0.95)
         add("mail", "a mail appended to the mailbox until its application is recorded (IDLE)",
             f"p95 {p95:.2f} s", f"p50 {statistics.median(seconds):.2f} s, max "
             f"{max(seconds):.2f} s, {len(seconds)} messages",
@@ -128,7 +123,7 @@ def measure(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, quick: bool) 
             if row.message_id in arrived and row.status == "accepted"
         ]
         queued = sum(row.status != "accepted" for row in store.notifications())
-        p95 = _p(latencies, 0.95)
+        p95 = percentile(latencies, 0.95)
         met = status(p95 <= SMTP_TARGET_S and not queued)
         add("mail", "a state change until its notification is accepted by SMTP",
             f"p95 {p95:.2f} s", f"p50 {statistics.median(latencies):.2f} s, "

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 _HEADER = ("area", "measure", "measured", "compared with", "target", "met")
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank, as every bench row states its p95)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 @dataclass(frozen=True)
 class Row:
     """One line of the table."""

@@ -17,8 +17,6 @@ import argparse
 import random
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,8 +27,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.engine import home_key
-from bench.report import Row, render_table, status
+from bench.engine import free_port, home_key, serve_web
+from bench.report import Row, percentile, render_table, status
 from workflow.config import load_settings
 from workflow.lifecycle.service import Lifecycle, add_months
 from workflow.states import State
@@ -40,11 +38,6 @@ CLIENTS = 20
 COUNTRIES = ("AT", "BE", "DE", "EE", "ES", "FI", "FR", "GR", "IT", "LV", "PL", "SE")
 
 Add = Callable[..., None]
-
-
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def seed(store: Store, total: int, active: int, now: datetime, *, batch: int = 500) -> None:
@@ -88,23 +81,6 @@ def seed(store: Store, total: int, active: int, now: datetime, *, batch: int = 5
                     )  # fmt: skip
 
 
-def _serve(home: Path, url: str) -> subprocess.Popen[bytes]:
-    log = (home / "web.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workflow", "--home", str(home), "web"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=home,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"consentflow web did not answer; see {home / 'web.log'}")
-
-
 def _load(url: str, *, requests: int, think_s: float) -> list[float]:
     timings: list[float] = []
     lock = threading.Lock()
@@ -137,14 +113,14 @@ def public_list(add: Add, work: Path, *, active: int, requests: int) -> None:
     """``/supporters`` (and ``.json``, ``.csv``) with ``active`` supporters listed."""
     home = work / "supporters-list"
     home.mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     (home / "consentflow.toml").write_text(f'[web]\nlisten = "127.0.0.1:{port}"\n')
     url = f"http://127.0.0.1:{port}"
     store = Store(f"sqlite:///{home / 'consentflow.db'}", audit_key=home_key(home))
     store.ensure_schema()
     seed(store, active, active, datetime.now(UTC))
     store.close()
-    process = _serve(home, url)
+    process = serve_web(home, url)
     try:
         paced = _load(url, requests=requests, think_s=1.0)
         began = time.perf_counter()
@@ -154,12 +130,12 @@ def public_list(add: Add, work: Path, *, active: int, requests: int) -> None:
         process.terminate()
         process.wait(30)
     add("supporters", f"/supporters (page, country, .json, .csv), {active:,} active, "
-        f"{CLIENTS} clients, 1 s between clicks", f"p95 {_p(paced, 0.95):.1f} ms",
+        f"{CLIENTS} clients, 1 s between clicks", f"p95 {percentile(paced, 0.95):.1f} ms",
         f"p50 {statistics.median(paced):.1f} ms, {len(paced)} requests", "p95 ≤ 50 ms",
-        status(_p(paced, 0.95) <= 50))  # fmt: skip
+        status(percentile(paced, 0.95) <= 50))  # fmt: skip
     capacity = f"{requests / wall:.0f} requests/s"
     add("supporters", f"/supporters, {CLIENTS} clients back to back (capacity)", capacity,
-        f"p95 {_p(flat_out, 0.95):.0f} ms", "", "")  # fmt: skip
+        f"p95 {percentile(flat_out, 0.95):.0f} ms", "", "")  # fmt: skip
 
 
 def sweep(add: Add, work: Path, *, total: int, active: int) -> None:
@@ -184,15 +160,6 @@ def sweep(add: Add, work: Path, *, total: int, active: int) -> None:
         f"{len(first.due)} falling due", f"{elapsed * 1000:.0f} ms",
         f"again with nothing to send: {quiet * 1000:.1f} ms", "≤ 1 s",
         status(elapsed <= 1.0))  # fmt: skip
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def measure(add: Add, work: Path, *, quick: bool) -> None:
