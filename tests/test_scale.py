@@ -398,28 +398,39 @@ def test_sigkill_of_a_worker_is_resumed_within_the_lease(
             _wait_watching(logs)
             dropper.start()
 
-        def victim_holds_work() -> bool:
-            items = store.items()
-            done = len([i for i in items if i.status != "claimed"])
-            mine = [i for i in items if (i.owner or "").startswith(victim_owner)]
-            return done >= 10 and any(i.status == "claimed" for i in mine)
+        def victim_held() -> set[str]:
+            """The victim's claims: ledger rows, and claims it renamed but had not recorded
+            yet (its pid is in the claim name)."""
+            held = {
+                item.claimed_name
+                for item in store.items("claimed")
+                if (item.owner or "").startswith(victim_owner)
+            }
+            held |= {
+                path.name
+                for path in (home / "inbox" / ".processing").iterdir()
+                if f".{victim.pid}." in path.name.partition("__")[0]
+            }
+            return held
 
-        _wait_for(victim_holds_work, 60, "the victim holding a claimed file mid-burst")
+        def victim_frozen_holding_work() -> bool:
+            # Freeze the victim before looking, so that the claims seen are the claims it holds
+            # when it dies (a claim seen while it runs may be finished before the SIGKILL).
+            done = len([i for i in store.items() if i.status != "claimed"])
+            if done < 10:
+                return False
+            victim.send_signal(signal.SIGSTOP)
+            if victim_held():
+                return True
+            victim.send_signal(signal.SIGCONT)
+            return False
+
+        _wait_for(victim_frozen_holding_work, 60, "the victim holding a claimed file mid-burst")
+        held = victim_held()
         victim.send_signal(signal.SIGKILL)
         killed, killed_at = time.monotonic(), datetime.now(UTC)
         victim.wait()
-        # What the victim held at its death: ledger rows, and claims it renamed but had not
-        # recorded yet (its pid is in the claim name).
-        held = {
-            item.claimed_name
-            for item in store.items("claimed")
-            if (item.owner or "").startswith(victim_owner)
-        }
-        held |= {
-            path.name
-            for path in (home / "inbox" / ".processing").iterdir()
-            if f".{victim.pid}." in path.name.partition("__")[0]
-        }
+        assert held, "the victim was killed holding no claim"
         finished: dict[str, float] = {}
 
         def all_resumed() -> bool:
