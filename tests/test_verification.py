@@ -219,19 +219,63 @@ def test_report_json_shape(pki: TestPki, consent: IssuedConsent) -> None:
 
 
 def test_etsi_report_is_pyhankos_own(pki: TestPki, consent: IssuedConsent) -> None:
-    """The ETSI report, serialised with one xsdata context per process, is pyHanko's own."""
+    """The ETSI report, serialised with one xsdata context per process, is pyHanko's own
+    ``generate_report`` of the same validation and indication."""
     from pyhanko.pdf_utils.reader import PdfFileReader
-    from pyhanko.sign.validation.ades import ades_lta_validation
+    from pyhanko.sign.ades.report import AdESPassed
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko.sign.validation.ades import (
+        AdESBasicValidationResult,
+        ValidationObjectSet,
+        _enumerate_certs_in_paths,
+    )
     from pyhanko.sign.validation.report.tools import generate_report
+    from pyhanko_certvalidator import ValidationContext
 
     from workflow.verification import _etsi_xml
 
     signed = commission_sign(consent.data, pki, timestamp=True)
     reader = PdfFileReader(BytesIO(signed))
     (emb,) = [e for e in reader.embedded_signatures if e.field_name == signing.COMMISSION_FIELD]
-    result = asyncio.run(ades_lta_validation(emb, Verifier(policy(pki))._ades_spec()))
+    context = ValidationContext(trust_roots=[pki.cert("root")], allow_fetching=False)
+    status = validate_pdf_signature(emb, context)
+    result = AdESBasicValidationResult(
+        ades_subindic=AdESPassed.OK,
+        api_status=status,
+        failure_msg=None,
+        # The signer's and the timestamp's paths (the context holds no revocation data).
+        validation_objects=ValidationObjectSet(_enumerate_certs_in_paths(status)),
+    )
     for _ in range(2):  # the second report reuses the context the first one filled
-        assert _etsi_xml(emb, result) == generate_report(emb, result)
+        assert _etsi_xml(emb, status, context, AdESPassed.OK, None) == generate_report(emb, result)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "indication", "sub"),
+    [
+        ({}, "TOTAL_PASSED", "OK"),
+        ({"signer_fingerprints": ("00" * 32,)}, "INDETERMINATE", "CHAIN_CONSTRAINTS_FAILURE"),
+    ],
+    ids=["accepted", "wrong-signer"],
+)
+def test_etsi_report_carries_the_verdict(
+    pki: TestPki, consent: IssuedConsent, overrides: dict[str, Any], indication: str, sub: str
+) -> None:
+    """The stored evidence says what the report says: an accepted signature is TOTAL_PASSED
+    in it (pyHanko's separate AdES run called it INDETERMINATE), a refused one is not."""
+    report = verify(pki, commission_sign(consent.data, pki), consent, **overrides)
+    assert report.accepted is (indication == "TOTAL_PASSED")
+    assert (report.indication, report.subindication or "OK") == (indication, sub)
+    xml = report.etsi_report_xml
+    assert xml is not None
+    said = re.search(
+        r"<vr:MainIndication>urn:etsi:019102:mainindication:([a-z-]+)</vr:MainIndication>\s*"
+        r"<vr:SubIndication>urn:etsi:019102:subindication:([A-Z_]+)</vr:SubIndication>",
+        xml,
+    )
+    assert said is not None, xml
+    urn = {"TOTAL_PASSED": "total-passed", "INDETERMINATE": "indeterminate"}[indication]
+    assert said.groups() == (urn, sub)
 
 
 def test_async_entry_point_inside_running_loop(pki: TestPki, consent: IssuedConsent) -> None:

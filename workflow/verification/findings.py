@@ -102,11 +102,17 @@ def clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def verdict(found: Findings) -> tuple[bool, tuple[str, str | None]]:
+    """Whether ``found`` accepts the file, and the (indication, sub-indication) it reports."""
+    if found.ok:
+        return True, ("TOTAL_PASSED", None)
+    if found.indication[0] == "TOTAL_PASSED":
+        return False, CONSTRAINTS
+    return False, found.indication
+
+
 def make_report(found: Findings, who: Signer, reference: str | None) -> SignatureReport:
-    accepted = found.ok
-    indication, sub = ("TOTAL_PASSED", None) if accepted else found.indication
-    if not accepted and indication == "TOTAL_PASSED":
-        indication, sub = CONSTRAINTS
+    accepted, (indication, sub) = verdict(found)
     return SignatureReport(
         accepted=accepted,
         reference=reference,

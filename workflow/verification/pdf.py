@@ -27,6 +27,12 @@ from pyhanko.sign.diff_analysis import (
 from pyhanko.sign.fields import MDPPerm, enumerate_sig_fields
 from pyhanko.sign.general import NonexistentAttributeError, find_unique_cms_attribute
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+from pyhanko.sign.validation.ades import (
+    AdESBasicValidationResult,
+    ValidationObjectSet,
+    _enumerate_certs_in_paths,
+    _enumerate_validation_objects,
+)
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationError
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
@@ -96,8 +102,26 @@ class ReviewOnce(DiffPolicy):
 _XML_CONTEXT = XmlContext()
 
 
-def etsi_xml(emb: EmbeddedPdfSignature, result: Any) -> str:
-    """pyHanko's ``generate_report(emb, result)`` (ETSI TS 119 102-2 XML), on `_XML_CONTEXT`."""
+def etsi_xml(
+    emb: EmbeddedPdfSignature,
+    status: Any,
+    context: ValidationContext,
+    subindication: Any,
+    failure: str | None,
+) -> str:
+    """pyHanko's ETSI TS 119 102-2 XML (``generate_report``, on `_XML_CONTEXT`) for the
+    classic validation ``status`` of ``emb``, as a basic AdES result with ``subindication``.
+
+    Its validation objects are those pyHanko's AdES engine lists: the revocation data of
+    ``context`` and the certificates of the validation path."""
+    result = AdESBasicValidationResult(
+        ades_subindic=subindication,
+        api_status=status,
+        failure_msg=failure,
+        validation_objects=ValidationObjectSet(
+            _enumerate_validation_objects(context), _enumerate_certs_in_paths(status)
+        ),
+    )
     report = ts_11910202.ValidationReport(
         signature_validation_report=(_generate_report(emb, result),),
         signature_validation_objects=ts_11910202.ValidationObjectListType(

@@ -285,6 +285,25 @@ class Rules:
             + ".",
         )
 
+    def check_seal(
+        self,
+        *,
+        certification: EmbeddedPdfSignature | None,
+        issued: IssuedConsent | None,
+        issued_revisions: int | None,
+        reviews: DiffPolicy,
+        statuses: dict[str, Any],
+        failures: dict[str, str],
+        found: Findings,
+    ) -> None:
+        """Rule 5: the office certification, as issued for a bound file, else by policy."""
+        if issued is not None and issued_revisions is not None:
+            self.check_certification_as_issued(
+                certification, issued, issued_revisions, reviews, found
+            )
+        else:
+            self.check_certification(certification, statuses, failures, found)
+
     def check_certification_as_issued(
         self,
         certification: EmbeddedPdfSignature | None,

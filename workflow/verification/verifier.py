@@ -19,10 +19,6 @@ from typing import Any
 from cryptography import x509 as pyca_x509
 from pyhanko.pdf_utils.misc import PdfDecodeLimitError
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.diff_analysis import (
-    DEFAULT_DIFF_POLICY,
-    DiffPolicy,
-)
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 from workflow.signature_report import (
@@ -39,7 +35,7 @@ from workflow.verification.binding import (
     precheck,
     scanned_ends,
 )
-from workflow.verification.etsi import ades_spec, etsi_report
+from workflow.verification.etsi import etsi_report
 from workflow.verification.findings import (
     FORMAT_FAILURE,
     Findings,
@@ -48,6 +44,7 @@ from workflow.verification.findings import (
     error_report,
     indication_of,
     make_report,
+    verdict,
 )
 from workflow.verification.limits import LimitExceededError, Limits
 from workflow.verification.pdf import (
@@ -294,7 +291,7 @@ class Verifier:
                 hashlib.sha256(part.dump()).hexdigest() for part in (seal, seal.public_key)
             )
         if emb is not None and status is not None:
-            await self._check_commission(emb, status, found, who, reviews)
+            await self._check_commission(emb, status, found, who)
         self._rules.check_every_field(
             fields=fields,
             embedded=embedded,
@@ -305,12 +302,19 @@ class Verifier:
             found=found,
             bound=0 if as_issued is None else 1,
         )
-        if issued is not None and issued_revisions is not None:
-            self._rules.check_certification_as_issued(
-                certification, issued, issued_revisions, reviews, found
-            )
-        else:
-            self._rules.check_certification(certification, statuses, failures, found)
+        self._rules.check_seal(
+            certification=certification,
+            issued=issued,
+            issued_revisions=issued_revisions,
+            reviews=reviews,
+            statuses=statuses,
+            failures=failures,
+            found=found,
+        )
+        if emb is not None and status is not None:
+            # The checks are all in: the evidence carries the verdict they make.
+            failure = next((check.message for check in found.checks if not check.ok), None)
+            who.etsi_xml = etsi_report(emb, status, context, verdict(found)[1], failure)
 
     @staticmethod
     def _check_field(
@@ -352,7 +356,6 @@ class Verifier:
         status: Any,
         found: Findings,
         who: Signer,
-        reviews: DiffPolicy,
     ) -> None:
         cert = status.signing_cert
         der = cert.dump()
@@ -371,8 +374,3 @@ class Verifier:
                 False,
                 f"pyHanko does not accept the signature as a whole ({status.summary()}).",
             )
-        who.etsi_xml = await etsi_report(self.policy, self._roots, emb, reviews)
-
-    def _ades_spec(self, reviews: DiffPolicy = DEFAULT_DIFF_POLICY) -> Any:
-        """The AdES validation spec of this verifier's policy (for the ETSI report)."""
-        return ades_spec(self.policy, self._roots, reviews)
