@@ -4,6 +4,7 @@ Every use of pyHanko's private functions is here (see tests/test_pyhanko_private
 
 from __future__ import annotations
 
+import binascii
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,46 @@ def etsi_xml(
     )
     serializer = XmlSerializer(config=SerializerConfig(indent="  "), context=_XML_CONTEXT)
     return serializer.render(report, ns_map=NAMESPACES)
+
+
+_PDF_WHITESPACE = b"\x00\t\n\x0c\r "
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_read_hex_string_one_by_one = generic.read_hex_string_from_stream
+
+
+def _read_hex_string(stream: Any) -> Any:
+    """pyHanko's ``read_hex_string_from_stream``, reading the string in one piece.
+
+    pyHanko reads a hex string one character at a time, three Python calls a digit, and a
+    signature's ``/Contents`` is thousands of digits: parsing the two of a consent was a
+    sixth of its verification (``python -m bench.verify``). A string of hex digits and
+    whitespace is decoded here at once; anything else (a comment, a bad character, no
+    closing ``>``) is read again by pyHanko's own function, for its result or its error.
+    """
+    start = stream.tell()
+    stream.read(1)  # the opening "<"
+    parts = []
+    while True:
+        block = stream.read(1 << 16)
+        end = block.find(b">")
+        if end >= 0:
+            parts.append(block[:end])
+            break
+        if not block:
+            stream.seek(start)
+            return _read_hex_string_one_by_one(stream)
+        parts.append(block)
+    raw = b"".join(parts)
+    digits = raw.translate(None, _PDF_WHITESPACE)
+    if digits.translate(None, _HEX_DIGITS):
+        stream.seek(start)
+        return _read_hex_string_one_by_one(stream)
+    stream.seek(start + 1 + len(raw) + 1)
+    return generic.pdf_string(binascii.unhexlify(digits + b"0" * (len(digits) % 2)))
+
+
+# read_object looks the function up in its module at each call.
+generic.read_hex_string_from_stream = _read_hex_string
 
 
 def open_reader(data: bytes, *, strict: bool, limits: Limits) -> PdfFileReader:
