@@ -1,0 +1,138 @@
+"""The token readers that replace pyHanko's (workflow/verification/pdf.py: hex strings,
+delimited tokens, names) read every input as pyHanko's own do: same object, same error,
+same position in the stream."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from io import BytesIO
+from typing import Any
+
+import pytest
+from pyhanko.pdf_utils import generic
+
+from workflow.verification import pdf
+
+CASES = [
+    b"<>",
+    b"<4142>",
+    b"<414>",
+    b"<41 42\n43\r\t\x0c\x0044>",
+    b"<feff00e9>",  # a text string (UTF-16 with its byte-order mark)
+    b"<FEFF00E9>",
+    b"<41%a comment>\n42>",
+    b"<4G>",
+    b"<4142",
+    b"<",
+    b"<41>>",
+    b"<4142> /Next 1 0 R",
+    b"<" + b"0a1B" * 5000 + b">tail",
+    b"<" + b"41" * 40000 + b">",  # longer than one block of the fast reader
+]
+
+
+def _read(reader: Any, data: bytes) -> tuple[Any, ...]:
+    stream = BytesIO(data)
+    try:
+        value = reader(stream)
+    except Exception as exc:  # the error is part of what must match
+        return ("error", type(exc), stream.tell())
+    return (type(value), bytes(value.original_bytes), str(value), stream.tell())
+
+
+@pytest.mark.parametrize("data", CASES)
+def test_same_result_as_pyhanko(data: bytes) -> None:
+    assert _read(pdf._read_hex_string, data) == _read(pdf._read_hex_string_one_by_one, data)
+
+
+def test_same_result_as_pyhanko_on_random_strings() -> None:
+    rng = random.Random(20261129)
+    alphabet = b"0123456789abcdefABCDEF \n\r\t\x00%>Gz<"
+    for _ in range(2000):
+        data = b"<" + bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        fast, slow = _read(pdf._read_hex_string, data), _read(pdf._read_hex_string_one_by_one, data)
+        assert fast == slow, data
+
+
+def test_pyhanko_reads_through_them() -> None:
+    """pyHanko's reader calls the functions by their module names, which pdf.py sets."""
+    assert generic.read_hex_string_from_stream is pdf._read_hex_string
+    assert generic.read_until_delimiter is pdf._read_until_delimiter  # type: ignore[attr-defined]
+    assert generic._decode_name is pdf._decode_name
+    assert "read_hex_string_from_stream(stream)" in inspect.getsource(generic.read_object)
+    reads_name = inspect.getsource(generic.NameObject.read_from_stream)
+    assert "read_until_delimiter(stream)" in reads_name
+    assert "_decode_name(name_bytes)" in reads_name
+    for original in (
+        pdf._read_hex_string_one_by_one,
+        pdf._read_until_delimiter_one_by_one,
+        pdf._decode_name_one_by_one,
+    ):
+        assert original.__module__.startswith("pyhanko.pdf_utils."), original
+    value = generic.read_object(BytesIO(b"<4142>"), container_ref=None)  # type: ignore[arg-type]
+    assert isinstance(value, generic.TextStringObject)
+    assert bytes(value.original_bytes) == b"AB"
+
+
+TOKENS = [
+    b"",
+    b"Type",
+    b"Type/Font",
+    b"Font ",
+    b"F1\n",
+    b"A#20B>",
+    b"abc(def)",
+    b"x" * 300 + b" tail",  # longer than one block of the fast reader
+    b"x" * 600,
+    b"\xe9t\xe9[",
+    b"%comment",
+]
+
+
+def _token(reader: Any, data: bytes) -> tuple[Any, ...]:
+    stream = BytesIO(data)
+    return reader(stream), stream.tell()
+
+
+@pytest.mark.parametrize("data", TOKENS)
+def test_same_tokens_as_pyhanko(data: bytes) -> None:
+    fast = _token(pdf._read_until_delimiter, data)
+    assert fast == _token(pdf._read_until_delimiter_one_by_one, data)
+
+
+NAMES = [b"", b"Type", b"A#20B", b"A#2", b"A#zz", b"\xc3\xa9", b"\xe9", b"A\x7fB", b"A B", b"a(b"]
+
+
+def _name(decode: Any, data: bytes) -> tuple[Any, ...]:
+    try:
+        name = decode(data)
+    except Exception as exc:
+        return ("error", type(exc))
+    return (type(name), str(name))
+
+
+@pytest.mark.parametrize("data", NAMES)
+def test_same_names_as_pyhanko(data: bytes) -> None:
+    assert _name(pdf._decode_name, data) == _name(pdf._decode_name_one_by_one, data)
+
+
+def test_same_tokens_and_names_on_random_bytes() -> None:
+    rng = random.Random(29112026)
+    alphabet = b"abcXYZ019#_-.  \n\t\x00()<>[]{}/%\x7f\xe9\xc3\xa9"
+    for _ in range(2000):
+        data = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        fast = _token(pdf._read_until_delimiter, data)
+        assert fast == _token(pdf._read_until_delimiter_one_by_one, data), data
+        assert _name(pdf._decode_name, data) == _name(pdf._decode_name_one_by_one, data), data
+
+
+def test_pyhanko_as_shipped_for_the_benchmark_floor() -> None:
+    """The floor measures pyHanko as released: its own readers inside the block, ours after."""
+    with pdf.pyhanko_as_shipped():
+        assert generic.read_hex_string_from_stream is pdf._read_hex_string_one_by_one
+        assert generic._decode_name is pdf._decode_name_one_by_one
+        assert vars(generic)["read_until_delimiter"] is pdf._read_until_delimiter_one_by_one
+    assert generic.read_hex_string_from_stream is pdf._read_hex_string
+    assert generic._decode_name is pdf._decode_name
+    assert vars(generic)["read_until_delimiter"] is pdf._read_until_delimiter
