@@ -1,6 +1,6 @@
-"""The token readers that replace pyHanko's (workflow/verification/pdf.py: hex strings,
-delimited tokens, names) read every input as pyHanko's own do: same object, same error,
-same position in the stream."""
+"""The functions that replace pyHanko's and asn1crypto's (workflow/verification/pdf.py:
+hex strings, delimited tokens, names, RFC 4518 string preparation) give what the libraries'
+own give: same object, same error, same position in the stream."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from io import BytesIO
 from typing import Any
 
 import pytest
+from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
 
 from workflow.verification import pdf
@@ -130,9 +131,51 @@ def test_same_tokens_and_names_on_random_bytes() -> None:
 def test_pyhanko_as_shipped_for_the_benchmark_floor() -> None:
     """The floor measures pyHanko as released: its own readers inside the block, ours after."""
     with pdf.pyhanko_as_shipped():
+        assert asn1_x509.NameTypeAndValue._ldap_string_prep is pdf._ldap_string_prep_uncached
         assert generic.read_hex_string_from_stream is pdf._read_hex_string_one_by_one
         assert generic._decode_name is pdf._decode_name_one_by_one
         assert vars(generic)["read_until_delimiter"] is pdf._read_until_delimiter_one_by_one
     assert generic.read_hex_string_from_stream is pdf._read_hex_string
     assert generic._decode_name is pdf._decode_name
     assert vars(generic)["read_until_delimiter"] is pdf._read_until_delimiter
+    assert asn1_x509.NameTypeAndValue._ldap_string_prep is pdf._ldap_string_prep_method
+
+
+PREPARED = [
+    "European Commission",
+    "  Two  Spaces ",
+    "ÉCOLE",
+    "Ǆemal",
+    "a\u00adb",
+    "\u0340",
+    "x\ufffdy",
+    "",
+]
+
+
+def _prepared(prepare: Any, string: str) -> tuple[Any, ...]:
+    try:
+        return ("ok", prepare(string))
+    except Exception as exc:
+        return ("error", type(exc), str(exc))
+
+
+@pytest.mark.parametrize("string", PREPARED)
+def test_same_string_preparation_as_asn1crypto(string: str) -> None:
+    """The cached RFC 4518 preparation, twice (the second from the cache), is asn1crypto's."""
+    shipped = _prepared(lambda text: pdf._ldap_string_prep_uncached(None, text), string)
+    for _ in range(2):
+        assert _prepared(pdf._ldap_string_prep, string) == shipped
+
+
+def test_names_compare_as_before() -> None:
+    """asn1crypto's name comparison goes through the cached preparation and still applies it:
+    case and inner spaces do not count, other characters do."""
+    assert asn1_x509.NameTypeAndValue._ldap_string_prep is pdf._ldap_string_prep_method
+    name = asn1_x509.Name.build
+    assert name({"common_name": "European  Commission"}) == name(
+        {"common_name": "european commission"}
+    )
+    assert name({"common_name": "European Commission"}) != name(
+        {"common_name": "European Commissi0n"}
+    )
