@@ -760,11 +760,14 @@ class Store:
     def issued_record(self, sha256: str) -> tuple[str, str | None, bool] | None:
         """``(reference, seal SHA-256, superseded)`` of the consent issued with these bytes:
         the current consent of an application, or one a reissue replaced."""
-        with Session(self._reader) as session:
-            row = session.exec(
-                select(Application.reference, Application.issued_sha256, Document.seal_sha256)
-                .join(Document, col(Document.application_id) == col(Application.id))
-                .where(Document.sha256 == sha256, Document.kind == "consent")
+        # A plain connection, not an ORM session: binding asks this for each revision end
+        # of every file in signed/, and most answers are "no".
+        apps, docs = _APPLICATIONS.c, _DOCUMENTS.c
+        with self._reader.connect() as connection:
+            row = connection.execute(
+                core_select(apps.reference, apps.issued_sha256, docs.seal_sha256)
+                .join_from(_DOCUMENTS, _APPLICATIONS, docs.application_id == apps.id)
+                .where(docs.sha256 == sha256, docs.kind == "consent")
             ).first()
         if row is None or row[0] is None:
             return None
