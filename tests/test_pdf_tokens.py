@@ -131,6 +131,7 @@ def test_same_tokens_and_names_on_random_bytes() -> None:
 def test_pyhanko_as_shipped_for_the_benchmark_floor() -> None:
     """The floor measures pyHanko as released: its own readers inside the block, ours after."""
     with pdf.pyhanko_as_shipped():
+        assert generic.ArrayObject.read_from_stream is pdf._read_array_one_by_one
         assert asn1_x509.NameTypeAndValue._ldap_string_prep is pdf._ldap_string_prep_uncached
         assert generic.read_hex_string_from_stream is pdf._read_hex_string_one_by_one
         assert generic._decode_name is pdf._decode_name_one_by_one
@@ -139,6 +140,7 @@ def test_pyhanko_as_shipped_for_the_benchmark_floor() -> None:
     assert generic._decode_name is pdf._decode_name
     assert vars(generic)["read_until_delimiter"] is pdf._read_until_delimiter
     assert asn1_x509.NameTypeAndValue._ldap_string_prep is pdf._ldap_string_prep_method
+    assert generic.ArrayObject.read_from_stream is pdf._read_array
 
 
 PREPARED = [
@@ -179,3 +181,58 @@ def test_names_compare_as_before() -> None:
     assert name({"common_name": "European Commission"}) != name(
         {"common_name": "European Commissi0n"}
     )
+
+
+ARRAYS = [
+    b"[]",
+    b"[ ]",
+    b"[1]",
+    b"[ 0 0 595.2756 841.8898 ]",
+    b"[ 600.0977 317.8711\n  562.0117 ] /Next",
+    b"[-1 +2 .5 5. -.25 007]",
+    b"[1 0 R]",
+    b"[1 0 R 2 0 R]",
+    b"[1 2.5-3]",
+    b"[1.2.3]",
+    b"[1,2]",
+    b"[ /Name 1 ]",
+    b"[ (a) 1 ]",
+    b"[1 2 %comment\n 3]",
+    b"[\x001\x0c2\x00]",
+    b"[1 2",
+    b"[" + b" 600.0977" * 1000 + b" ]",  # longer than the fast reader's look
+]
+
+
+def _array(reader: Any, data: bytes, content: Any) -> tuple[Any, ...]:
+    stream = BytesIO(data)
+    try:
+        array = reader(stream, None, in_content_stream=content)
+    except Exception as exc:
+        return ("error", type(exc), stream.tell())
+    # Each item by type, value and spelling (600.0977 is not 600.09770); an operator has no
+    # repr of its own, so its literal stands for it.
+    items = tuple(
+        (type(item), item, getattr(item, "literal", None) or repr(item), item.container_ref)
+        for item in array
+    )
+    return (type(array), items, stream.tell())
+
+
+@pytest.mark.parametrize(
+    "content", [generic.ContentOpReading.NO, generic.ContentOpReading.GRAPHIC_OPS]
+)
+@pytest.mark.parametrize("data", ARRAYS)
+def test_same_arrays_as_pyhanko(data: bytes, content: Any) -> None:
+    fast = _array(pdf._read_array, data, content)
+    assert fast == _array(pdf._read_array_one_by_one, data, content)
+
+
+def test_same_arrays_on_random_numbers() -> None:
+    rng = random.Random(2911)
+    pieces = [b"1", b"0", b"-", b"+", b".", b"5", b"R", b" ", b"\n", b"/N", b"]", b"12"]
+    for _ in range(2000):
+        data = b"[" + b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 20))) + b"]"
+        for content in (generic.ContentOpReading.NO, generic.ContentOpReading.GRAPHIC_OPS):
+            fast = _array(pdf._read_array, data, content)
+            assert fast == _array(pdf._read_array_one_by_one, data, content), data
