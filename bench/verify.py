@@ -114,7 +114,7 @@ def _engine(n: int) -> int:
         home.drop(home.stage((f"eoi-{i:06d}.pdf", corpus.doc(i)) for i in indexes), "inbox")
         home.wait_idle("inbox", done=lambda: home.count("outbox") >= n, timeout=60 + 2.0 * n)
         _verification(
-            run, home, lambda k: measure_floor(floor_docs, home.pki).verify_sample(), work
+            run, home, lambda k: measure_floor(floor_docs, home.pki).verify_sample(), work, corpus
         )
         home.stop()
     finally:
