@@ -672,7 +672,9 @@ def _verification_rows(run: Run, samples: dict[str, list[Sample]], per_round: in
             by_cpu = pair_ratios([p.cpu_ms for p in peer], [e.cpu_ms for e in mine])
             run.add(
                 "verify", label if workers == 1 else f"… against the engine's {workers} workers",
-                _cpu_and_wall(peer, "file") if workers == 1 else "",
+                _cpu_and_wall(peer, "file") if workers == 1
+                else f"the same `pdfsig` rounds; engine {spread([e.rate for e in mine]).text()}"
+                " accepted/s",
                 f"engine, {workers} worker{'s' * (workers > 1)}: {by_wall.text('.2f')}× the "
                 f"rate (wall, per pair); CPU per file {by_cpu.text('.2f')}×",
                 f"{workers} worker{'s' * (workers > 1)} ≥ {times:g}× the rate",
