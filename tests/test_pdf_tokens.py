@@ -164,10 +164,17 @@ def _prepared(prepare: Any, string: str) -> tuple[Any, ...]:
 
 @pytest.mark.parametrize("string", PREPARED)
 def test_same_string_preparation_as_asn1crypto(string: str) -> None:
-    """The cached RFC 4518 preparation, twice (the second from the cache), is asn1crypto's."""
-    shipped = _prepared(lambda text: pdf._ldap_string_prep_uncached(None, text), string)
+    """A name value's RFC 4518 preparation, through asn1crypto's own objects, is the same with
+    the cache (twice: the second from it) as with asn1crypto's own function."""
+
+    def prepared() -> tuple[Any, ...]:
+        value = asn1_x509.Name.build({"common_name": string}).chosen[0][0]
+        return _prepared(lambda _: value.prepped_value, string)
+
+    with pdf.pyhanko_as_shipped():
+        shipped = prepared()
     for _ in range(2):
-        assert _prepared(pdf._ldap_string_prep, string) == shipped
+        assert prepared() == shipped
 
 
 def test_names_compare_as_before() -> None:
