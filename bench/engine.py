@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from workflow.audit_key import AuditKey, load_key
 from workflow.demo_pki import DemoPki, make_demo_pki
 
@@ -97,10 +99,21 @@ def postgres_url() -> str:
     full run's database under its running engine (issue 14). :func:`drop_postgres`
     removes it at the end.
     """
-    url = os.environ.get("CONSENTFLOW_TEST_DATABASE_URL", PG_DEFAULT)
-    base, _, rest = url.rpartition("/")
-    name, sep, query = rest.partition("?")
-    return f"{base}/{name}_bench_{os.getpid()}{sep}{query}"
+    server = make_url(os.environ.get("CONSENTFLOW_TEST_DATABASE_URL", PG_DEFAULT))
+    own = server.set(database=f"{server.database}_bench_{os.getpid()}")
+    return own.render_as_string(hide_password=False)
+
+
+def _libpq(url: str) -> tuple[str, str, str]:
+    """``url`` as psycopg takes it, the same server's ``postgres`` database (where a database
+    is created or dropped), and the name of ``url``'s database."""
+    plain = make_url(url).set(drivername="postgresql")
+    admin = plain.set(database="postgres")
+    return (
+        plain.render_as_string(hide_password=False),
+        admin.render_as_string(hide_password=False),
+        plain.database or "",
+    )
 
 
 def drop_postgres(url: str) -> None:
@@ -110,12 +123,9 @@ def drop_postgres(url: str) -> None:
         from psycopg import sql
     except ImportError:
         return
-    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    base, _, rest = plain.rpartition("/")
-    name, sep, query = rest.partition("?")
+    _, server, name = _libpq(url)
     try:
-        with psycopg.connect(f"{base}/postgres{sep}{query}", connect_timeout=5,
-                             autocommit=True) as admin:  # fmt: skip
+        with psycopg.connect(server, connect_timeout=5, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))  # fmt: skip
     except psycopg.Error:
@@ -130,12 +140,9 @@ def reset_postgres(url: str) -> str | None:
         from psycopg import sql
     except ImportError:
         return None
-    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    base, _, rest = plain.rpartition("/")
-    name, sep, query = rest.partition("?")
+    plain, server, name = _libpq(url)
     try:
-        with psycopg.connect(f"{base}/postgres{sep}{query}", connect_timeout=5,
-                             autocommit=True) as admin:  # fmt: skip
+        with psycopg.connect(server, connect_timeout=5, autocommit=True) as admin:
             found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if found.fetchone() is None:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
