@@ -131,6 +131,8 @@ def test_same_tokens_and_names_on_random_bytes() -> None:
 def test_pyhanko_as_shipped_for_the_benchmark_floor() -> None:
     """The floor measures pyHanko as released: its own readers inside the block, ours after."""
     with pdf.pyhanko_as_shipped():
+        with pdf.pyhanko_as_shipped():  # nested (the floor's validation inside its loop)
+            assert generic._decode_name is pdf._decode_name_one_by_one
         assert generic.ArrayObject.read_from_stream is pdf._read_array_one_by_one
         assert asn1_x509.NameTypeAndValue._ldap_string_prep is pdf._ldap_string_prep_uncached
         assert generic.read_hex_string_from_stream is pdf._read_hex_string_one_by_one
