@@ -1,18 +1,25 @@
 """The functions that replace pyHanko's and asn1crypto's (workflow/verification/pdf.py:
-hex strings, delimited tokens, names, RFC 4518 string preparation) give what the libraries'
-own give: same object, same error, same position in the stream."""
+hex strings, delimited tokens, names, arrays, dictionaries, RFC 4518 string preparation)
+give what the libraries' own give: same object, same error, same position in the stream."""
 
 from __future__ import annotations
 
 import inspect
 import random
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asn1crypto import x509 as asn1_x509
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import generic, xref
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PdfFileWriter
 
+from forms.consent import render_consent_body
+from tests.test_consent import sample_eoi
 from workflow.verification import pdf
 
 CASES = [
@@ -245,3 +252,209 @@ def test_same_arrays_on_random_numbers() -> None:
         for content in (generic.ContentOpReading.NO, generic.ContentOpReading.GRAPHIC_OPS):
             fast = _array(pdf._read_array, data, content)
             assert fast == _array(pdf._read_array_one_by_one, data, content), data
+
+
+# A dictionary read the fast way must be the object pyHanko builds: same types, values,
+# containers, stream data, error and position in the stream.
+DICTIONARIES = [
+    b"<<>>",
+    b"<< >>",
+    b"<</Type/Catalog/Pages 2 0 R>>",
+    b"<<\n/Type /Page\n/MediaBox [ 0 0 595.2756 841.8898 ]\n/Parent 13 0 R\n>>\nendobj",
+    b"<< /A << /B [ 1 0 R /N (s) <41> true false null -.5 +3 7. ] >> /C 12 >>",
+    b"<< /Kids [ 1 0 R 2 0 R 3 0 R ] /Count 3 >>",
+    b"<< /S (plain) /E (esc\\(aped\\) \\205 \\n) /N (nested (parens)) >>",
+    b"<< /H <feff00e9> /G <4 1> /Bad <4G> >>",
+    b"<< /B true/C false/D null>>",
+    b"<< /Length 5 >>\nstream\nhello\nendstream",
+    b"<< /Length 5 >> stream\r\nhello\nendstream",
+    b"<< /Length 3 >>\nstream\nhello\nendstream",  # too short: pyHanko's error
+    b"<< /A << /Length 2 >> stream\nab\nendstream >>",  # a stream where a value is
+    b"<< /A << /X 1 >> % a comment\n/B 2 >>",
+    b"<< % a comment\n/A 1 >>",
+    b"<< /A 1 /A 2 >>",  # a key twice
+    b"<< /A#20B 1 >>",
+    b"<< /A /b#20c >>",
+    b"<< /\xe9 1 >>",
+    b"<< /A 1.2.3 >>",
+    b"<< /A 1,2 >>",
+    b"<< /A +-1 >>",
+    b"<< /A 0 0 R >>",  # object number 0
+    b"<< /A 1 0\x0bR >>",
+    b"<< /A 1\x000 R >>",
+    b"<< /A 1 0 Rx >>",
+    b"<< /A 1 0 R>>",
+    b"<< /A 123456789 0 R >>",
+    b"<< /A 12345678901234567 0 R >>",  # the look-ahead of 20 bytes ends before R
+    b"<< /A truex >>",
+    b"<< /A [true1 null/N] >>",  # pyHanko reads a keyword's letters alone
+    b"<< /A nul >>",
+    b"<< /A {1} >>",
+    b"<< /A 1 >x",
+    b"<< 1 2 >>",
+    b"<< /A [1 2 3 >>",
+    b"<< /A (unclosed >>",
+    b"<< /A 1",
+    b"< /A 1 >>",
+    b"<<" + b"/A [" * 40 + b"1" + b"]" * 40 + b">>",  # deeper than the fast reader goes
+    b"<< /A " + b"<< /B " * 20 + b"1" + b" >>" * 20 + b" >>",
+    b"<< /W [" + b" 600.0977" * 1000 + b" ] /R 1 0 R >>",  # past the first block
+    b"<< /C <" + b"0a1b" * 5000 + b"> /R 7 0 R >>",  # a signature's /Contents
+    b"<< /Pad (" + b"x" * 4070 + b") /R 12 0 R >>",  # a reference across the first block
+]
+
+
+@pytest.fixture(scope="module")
+def handler() -> Any:
+    """A real reader to hold the references that dictionaries name."""
+    out = BytesIO()
+    writer: Any = PdfFileWriter
+    writer().write(out)
+    return PdfFileReader(BytesIO(out.getvalue()))
+
+
+def _tree(value: Any) -> Any:
+    """An object as a comparable value: its type, its parts, and the container it names."""
+    container = value.__dict__.get("container_ref") if hasattr(value, "__dict__") else None
+    where = None
+    if container is not None:
+        where = (type(container), container.idnum, container.generation, id(container.pdf))
+    parts: Any
+    if isinstance(value, generic.StreamObject):
+        parts = (_entries(value), value._encoded_data)
+    elif isinstance(value, generic.DictionaryObject):
+        parts = _entries(value)
+    elif isinstance(value, generic.ArrayObject):
+        parts = tuple(_tree(item) for item in value)
+    elif isinstance(value, generic.IndirectObject):
+        parts = (value.reference.idnum, value.reference.generation, id(value.reference.pdf))
+    elif isinstance(value, generic.NullObject):
+        parts = None
+    elif isinstance(value, generic.BooleanObject):
+        parts = value.value
+    elif isinstance(value, generic.TextStringObject):
+        parts = (str(value), value.autodetected_encoding)
+    else:
+        parts = (repr(value), str(value))
+    return (type(value), parts, where)
+
+
+def _entries(value: Any) -> tuple[Any, ...]:
+    return tuple((_tree(key), _tree(item)) for key, item in dict.items(value))
+
+
+def _object(data: bytes, start: int, container: Any, *, shipped: bool) -> tuple[Any, ...]:
+    stream = BytesIO(data)
+    stream.seek(start)
+    try:
+        if shipped:
+            with pdf.pyhanko_as_shipped():
+                value = generic.read_object(stream, container)
+        else:
+            value = generic.read_object(stream, container)
+    except Exception as exc:
+        return ("error", type(exc), str(exc), stream.tell())
+    return (_tree(value), stream.tell())
+
+
+def _same(data: bytes, start: int, container: Any) -> None:
+    fast = _object(data, start, container, shipped=False)
+    assert fast == _object(data, start, container, shipped=True), data[start : start + 200]
+
+
+@pytest.mark.parametrize("data", DICTIONARIES)
+def test_same_dictionaries_as_pyhanko(data: bytes, handler: Any) -> None:
+    _same(data, 0, generic.Reference(7, 0, handler))
+
+
+def test_pyhanko_reads_dictionaries_through_ours() -> None:
+    assert generic.DictionaryObject.read_from_stream is pdf._read_dictionary
+    assert "DictionaryObject.read_from_stream(" in inspect.getsource(generic.read_object)
+    assert pdf._read_dictionary_one_by_one.__module__ == "pyhanko.pdf_utils.generic"
+    with pdf.pyhanko_as_shipped():
+        assert generic.DictionaryObject.read_from_stream is pdf._read_dictionary_one_by_one
+
+
+def test_same_dictionaries_on_random_tokens(handler: Any) -> None:
+    rng = random.Random(291126)
+    pieces = [
+        b"/A", b"/B", b" ", b"\n", b"\x00", b"1", b"0", b"R", b"2 0 R", b"-", b".", b"<<",
+        b">>", b"[", b"]", b"(", b")", b"\\", b"<41>", b"true", b"null", b"%", b"#20", b"s",
+    ]  # fmt: skip
+    container = generic.Reference(7, 0, handler)
+    for _ in range(3000):
+        body = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 16)))
+        _same(b"<< " + body + b" >>", 0, container)
+
+
+_SCALARS = [
+    *[b"/N", b"/Type", b"/A+B", b"/", b"/a#20b", b"/F1+0"],
+    *[b"0", b"12", b"-3", b"+4", b".5", b"6.", b"-0.25", b"007", b"1.2.3"],
+    *[b"true", b"false", b"null"],
+    *[b"(a b)", b"()", b"(x\\)y)", b"(a(b)c)", b"(\\101\\n)", b"(\xe9)"],
+    *[b"<>", b"<41>", b"<feff00e9>", b"<4 1 4>", b"<4G>"],
+]
+_SPACES = [b" ", b"", b"\n", b"  ", b"\r\n", b"\x00", b"\x0c"]
+
+
+def _random_value(rng: random.Random, depth: int) -> bytes:
+    """A well-formed PDF object, mostly: what the fast reader reads itself."""
+    kind = rng.randrange(10 if depth < 4 else 8)
+    if kind < 5:
+        return rng.choice(_SCALARS)
+    if kind < 8:
+        space = rng.choice(_SPACES)
+        return b"%d%s%d%sR" % (rng.randrange(0, 30), space, rng.randrange(0, 3), space)
+    if kind == 8:
+        items = [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
+        return b"[" + rng.choice(_SPACES) + b" ".join(items) + rng.choice(_SPACES) + b"]"
+    keys = rng.sample([b"/A", b"/B", b"/C", b"/Length", b"/Type"], rng.randrange(0, 4))
+    entries = b"".join(
+        key + rng.choice(_SPACES) + _random_value(rng, depth + 1) + b" " for key in keys
+    )
+    return b"<<" + rng.choice(_SPACES) + entries + b">>"
+
+
+def test_same_dictionaries_on_random_objects(handler: Any) -> None:
+    rng = random.Random(1129)
+    container = generic.Reference(7, 0, handler)
+    for _ in range(3000):
+        keys = rng.sample([b"/A", b"/B", b"/C", b"/D", b"/E"], rng.randrange(0, 5))
+        body = b" ".join(key + b" " + _random_value(rng, 0) for key in keys)
+        _same(b"<<" + body + b">>" + rng.choice([b"", b"\nendobj", b" 1 0 R"]), 0, container)
+
+
+def _objects_of(data: bytes) -> Iterator[tuple[int, Any]]:
+    """Where each object of each revision starts, after its header, with its reference."""
+    read_object_header: Any = xref.read_object_header  # (untyped)
+
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    starts = set()
+    for revision in range(reader.xrefs.total_revisions):
+        for ref in reader.xrefs.explicit_refs_in_revision(revision):
+            start = reader.xrefs.get_historical_ref(ref, revision)
+            if isinstance(start, int) and start not in starts:
+                starts.add(start)
+                stream = BytesIO(data)
+                stream.seek(start)
+                read_object_header(stream, strict=False)
+                yield stream.tell(), generic.Reference(ref.idnum, ref.generation, reader)
+
+
+def test_same_objects_in_real_files(corpus_forms: Path, corpus_signatures: Path) -> None:
+    """Every object of the real forms and signed files (Acrobat, LibreOffice, the EU's DSS
+    suite …) and of a consent as issued reads the same both ways."""
+    files = [path.read_bytes() for folder in (corpus_forms, corpus_signatures)
+             for path in sorted(folder.glob("*.pdf"))]  # fmt: skip
+    when = datetime.now(UTC)
+    files.append(render_consent_body(sample_eoi(), reference="SUP-2026-00001", issued_at=when))
+    read = 0
+    for data in files:
+        try:
+            objects = list(_objects_of(data))
+        except Exception:
+            continue  # a file too broken to list its objects (the corpus has some)
+        for start, container in objects:
+            _same(data, start, container)
+            read += 1
+    assert read > 1500

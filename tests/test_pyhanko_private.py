@@ -23,6 +23,8 @@ PRIVATE = {
     "_enumerate_validation_objects": (ades, ["validation_context"]),
     "_enumerate_certs_in_paths": (ades, ["status"]),
     "_decode_name": (generic, ["name_bytes"]),  # replaced by a faster one (pdf._decode_name)
+    # what pdf._read_dictionary leaves to pyHanko after a dictionary: a stream's data
+    "_maybe_read_stream_payload": (generic, ["stream", "data", "handler"]),
 }
 PACKAGE = Path(verification.__file__).parent
 

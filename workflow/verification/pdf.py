@@ -8,7 +8,7 @@ import binascii
 import functools
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -241,6 +241,222 @@ def _read_array(
     return array
 
 
+# A dictionary (an object's body, a font, a signature's /V): pyHanko reads it a byte and a
+# few Python calls at a time; the difference analysis reads every object of the issued
+# revision (a third of a consent's verification, `python -m bench.verify`). A dictionary
+# of the plain tokens below is read here in one pass over a block of the file; at the
+# first thing it does not handle (a comment, an escaped name, a key twice, a bad number,
+# nesting past _DEPTH, the block's end), the whole dictionary is read again by pyHanko.
+_read_dictionary_one_by_one = generic.DictionaryObject.read_from_stream
+_SPACE = re.compile(rb"[ \n\r\t\f\x00]*")  # pyHanko's PDF_WHITESPACE
+_NAME = re.compile(rb"/([^ \n\r\t\f\x00()<>\[\]{}/%]*)")
+_NUMBER_RUN = re.compile(rb"[+,\-.0-9]+")  # what NumberObject.read_from_stream takes
+_WHOLE_NUMBER = re.compile(_NUMBER)
+# A reference as pyHanko reads it once its look-ahead (generic.INDIRECT_PATTERN, on 20
+# bytes) said it is one, with only the separators that look-ahead and its reader agree on.
+_REFERENCE = re.compile(rb"(\d+)[ \n\r\t\f]+(\d+)[ \n\r\t\f]+R")
+_PLAIN_STRING = re.compile(rb"\(([^()\\]*)\)")
+_KEYWORD = re.compile(rb"true|false|null")  # read as pyHanko does: no delimiter needed
+_DEPTH = 32
+_WINDOWS = (4096, 1 << 16, 1 << 20)
+_made: Any = generic  # pyHanko's object classes, untyped for mypy
+
+
+class _UnsureError(Exception):
+    """The block holds something the fast reader leaves to pyHanko; ``at`` is where."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+
+class _Block:
+    """One read of the file from a dictionary's ``<<``, parsed in place.
+
+    Each reader takes the position of an object's first byte and returns the object, with
+    ``self.end`` set past it; pyHanko's ``read_object`` dispatches on the same byte."""
+
+    def __init__(self, data: bytes, eof: bool, container_ref: Any, handler: Any) -> None:
+        self.data, self.eof = data, eof
+        self.container_ref, self.handler = container_ref, handler
+        self.end = 0
+        self.view: BytesIO | None = None  # for pyHanko's literal-string reader
+
+    def space(self, at: int) -> int:
+        at = _SPACE.match(self.data, at).end()  # type: ignore[union-attr]
+        if at >= len(self.data):
+            raise _UnsureError(at)
+        return at
+
+    def value(self, at: int, depth: int) -> Any:
+        """The object at ``at``, its container set as pyHanko's ``read_object`` sets it."""
+        if depth >= _DEPTH:
+            raise _UnsureError(at)
+        reader = _READERS.get(self.data[at])
+        if reader is None:
+            raise _UnsureError(at)  # a comment, an operator, a stray byte
+        result = reader(self, at, depth)
+        result.container_ref = self.container_ref
+        return result
+
+    def dictionary(self, at: int, depth: int) -> dict[Any, Any]:
+        """The entries of the dictionary whose ``<<`` is at ``at``."""
+        data = self.data
+        entries: dict[Any, Any] = {}
+        at += 2
+        while True:
+            at = self.space(at)
+            if data.startswith(b">>", at):
+                self.end = at + 2
+                return entries
+            if data[at] != 0x2F:  # /
+                raise _UnsureError(at)
+            key = self.name(at, depth)
+            if key in entries:
+                raise _UnsureError(at)  # pyHanko warns or refuses, by its strictness
+            entries[key] = self.value(self.space(self.end), depth + 1)
+            at = self.end
+
+    def name(self, at: int, _depth: int) -> Any:
+        found = _NAME.match(self.data, at)
+        assert found is not None
+        raw = found.group(1)
+        if raw.translate(None, _NAME_BYTES):
+            raise _UnsureError(at)  # an escape or a byte pyHanko refuses
+        self.end = found.end()
+        return generic.NameObject("/" + raw.decode("ascii"))
+
+    def angle(self, at: int, depth: int) -> Any:
+        data = self.data
+        if data.startswith(b"<<", at):
+            # No stream here: a "stream" keyword after it stops this reader at its "s".
+            return _made.DictionaryObject(self.dictionary(at, depth))
+        end = data.find(b">", at)
+        if end < 0:
+            raise _UnsureError(len(data))
+        digits = data[at + 1 : end].translate(None, _PDF_WHITESPACE)
+        if digits.translate(None, _HEX_DIGITS):
+            raise _UnsureError(at)
+        self.end = end + 1
+        return generic.pdf_string(binascii.unhexlify(digits + b"0" * (len(digits) % 2)))
+
+    def array(self, at: int, depth: int) -> Any:
+        result = generic.ArrayObject()
+        numbers = _NUMBER_ARRAY.match(self.data, at)
+        if numbers is not None:  # as _read_array reads it
+            self.end = numbers.end()
+            for token in _ONE_NUMBER.findall(numbers.group(1)):
+                kind: Any = generic.FloatObject if b"." in token else generic.NumberObject
+                number = kind(token.decode("ascii"))
+                number.container_ref = self.container_ref
+                result.append(number)
+            return result
+        at = self.space(at + 1)
+        while self.data[at] != 0x5D:  # ]
+            result.append(self.value(at, depth + 1))
+            at = self.space(self.end)
+        self.end = at + 1
+        return result
+
+    def string(self, at: int, _depth: int) -> Any:
+        plain = _PLAIN_STRING.match(self.data, at)
+        if plain is not None:
+            self.end = plain.end()
+            return generic.pdf_string(plain.group(1))
+        if self.view is None:
+            self.view = BytesIO(self.data)
+        self.view.seek(at)
+        try:
+            result = generic.read_string_from_stream(self.view)
+        except Exception:
+            raise _UnsureError(self.view.tell()) from None
+        self.end = self.view.tell()
+        return result
+
+    def keyword(self, at: int, _depth: int) -> Any:
+        word = _KEYWORD.match(self.data, at)
+        if word is None:
+            raise _UnsureError(at)
+        self.end = word.end()
+        if word.group() == b"null":
+            return generic.NullObject()
+        return _made.BooleanObject(word.group() == b"true")
+
+    def number(self, at: int, _depth: int) -> Any:
+        data = self.data
+        if data[at] in b"0123456789" and generic.INDIRECT_PATTERN.match(data, at, at + 20):
+            found = _REFERENCE.match(data, at)
+            if found is None or int(found.group(1)) <= 0:
+                raise _UnsureError(at)
+            self.end = found.end()
+            number, generation = int(found.group(1)), int(found.group(2))
+            return _made.IndirectObject(number, generation, self.handler)
+        run = _NUMBER_RUN.match(data, at)
+        assert run is not None
+        token = run.group()
+        if run.end() >= len(data) or _WHOLE_NUMBER.fullmatch(token) is None:
+            raise _UnsureError(run.end())
+        self.end = run.end()
+        kind: Any = generic.FloatObject if b"." in token else generic.NumberObject
+        return kind(token.decode("ascii"))
+
+
+# The reader of each object's first byte, as in pyHanko's read_object.
+_READERS: dict[int, Any] = {
+    ord("/"): _Block.name,
+    ord("<"): _Block.angle,
+    ord("["): _Block.array,
+    ord("("): _Block.string,
+    **dict.fromkeys(b"tfn", _Block.keyword),
+    **dict.fromkeys(b"+-.0123456789", _Block.number),
+}
+
+
+def _read_dictionary(
+    stream: Any,
+    container_ref: Any,
+    as_metadata_stream: bool = False,
+    in_content_stream: Any = generic.ContentOpReading.NO,
+) -> Any:
+    """pyHanko's ``DictionaryObject.read_from_stream``; a dictionary of plain tokens is read
+    in one pass, followed by pyHanko's own reading of a stream's data after it."""
+    start = stream.tell()
+    handler = None
+    if not (in_content_stream or as_metadata_stream):
+        with suppress(Exception):  # pyHanko's own reader says what is wrong with it
+            handler = container_ref.get_pdf_handler()
+    if handler is not None:
+        for window in _WINDOWS:
+            stream.seek(start)
+            data = stream.read(window)
+            block = _Block(data, len(data) < window, container_ref, handler)
+            try:
+                if not data.startswith(b"<<"):
+                    raise _UnsureError(0)
+                entries = block.dictionary(0, 0)
+                end = block.end
+                if end + 20 > len(data) and not block.eof:
+                    # pyHanko looks 20 bytes ahead of a number for " 0 R": all are inside.
+                    raise _UnsureError(len(data))
+            except _UnsureError as unsure:
+                at = unsure.at
+                if block.eof or at + 64 < len(data):
+                    break  # not for lack of bytes: pyHanko reads it
+                continue
+            stream.seek(start + end)
+            reader: Any = generic._maybe_read_stream_payload  # (untyped)
+            payload = reader(stream, entries, handler)
+            if payload is not None:
+                return generic.StreamObject(entries, encoded_data=payload)
+            return _made.DictionaryObject(entries)
+    stream.seek(start)
+    return _read_dictionary_one_by_one(
+        stream,
+        container_ref,
+        as_metadata_stream=as_metadata_stream,
+        in_content_stream=in_content_stream,
+    )
+
+
 # asn1crypto compares names (the issuer of every certificate a signature names, for each
 # certificate it carries) after RFC 4518's string preparation, a pass over each character
 # with Unicode table look-ups, redone for every certificate object parsed: 16 times per
@@ -269,6 +485,12 @@ _REPLACED: tuple[tuple[Any, str, Any, Any], ...] = (
         "read_from_stream",
         staticmethod(_read_array),
         staticmethod(_read_array_one_by_one),
+    ),
+    (
+        generic.DictionaryObject,
+        "read_from_stream",
+        staticmethod(_read_dictionary),
+        staticmethod(_read_dictionary_one_by_one),
     ),
     (
         asn1_x509.NameTypeAndValue,
