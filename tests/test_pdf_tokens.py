@@ -264,6 +264,17 @@ DICTIONARIES = [
     b"<< /A << /B [ 1 0 R /N (s) <41> true false null -.5 +3 7. ] >> /C 12 >>",
     b"<< /Kids [ 1 0 R 2 0 R 3 0 R ] /Count 3 >>",
     b"<< /S (plain) /E (esc\\(aped\\) \\205 \\n) /N (nested (parens)) >>",
+    b"<< /U (https\\072\\057\\057www\\056iso\\056org) /V (\\0722022) >>",  # pyHanko's writer
+    b"<< /O (\\0\\12\\123\\1234\\400) >>",
+    b"<< /O (\\8) >>",
+    b"<< /O (\\19) >>",
+    b"<< /E (\\n\\r\\t\\b\\f\\(\\)\\\\\\ \\/\\%\\<\\>\\[\\]\\#\\_\\&\\$) >>",
+    b"<< /E (\\q) >>",
+    b"<< /L (a\\\nb\\\r\nc\\\n\nd\\\re) >>",  # continued lines
+    b"<< /P (a(b(c)d)e) /Q ((()))) >>",
+    b"<< /T (\xfe\xff\\000A) >>",
+    b"<< /T (abc\\",
+    b"<< /T (abc\\1",
     b"<< /H <feff00e9> /G <4 1> /Bad <4G> >>",
     b"<< /B true/C false/D null>>",
     b"<< /Length 5 >>\nstream\nhello\nendstream",
@@ -391,7 +402,8 @@ _SCALARS = [
     *[b"/N", b"/Type", b"/A+B", b"/", b"/a#20b", b"/F1+0"],
     *[b"0", b"12", b"-3", b"+4", b".5", b"6.", b"-0.25", b"007", b"1.2.3"],
     *[b"true", b"false", b"null"],
-    *[b"(a b)", b"()", b"(x\\)y)", b"(a(b)c)", b"(\\101\\n)", b"(\xe9)"],
+    *[b"(a b)", b"()", b"(x\\)y)", b"(a(b)c)", b"(\\101\\n)", b"(\xe9)", b"(\\072\\0571)"],
+    *[b"(\\9)", b"(a\\\r\nb)", b"(\\q)", b"(\\\\)", b"(\\()", b"(\\1234)", b"(\\777)"],
     *[b"<>", b"<41>", b"<feff00e9>", b"<4 1 4>", b"<4G>"],
 ]
 _SPACES = [b" ", b"", b"\n", b"  ", b"\r\n", b"\x00", b"\x0c"]

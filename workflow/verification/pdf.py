@@ -256,6 +256,11 @@ _WHOLE_NUMBER = re.compile(_NUMBER)
 # bytes) said it is one, with only the separators that look-ahead and its reader agree on.
 _REFERENCE = re.compile(rb"(\d+)[ \n\r\t\f]+(\d+)[ \n\r\t\f]+R")
 _PLAIN_STRING = re.compile(rb"\(([^()\\]*)\)")
+# In a literal string: plain bytes, "(", ")", or an escape (octal digits, a line break
+# with a second \r or \n it swallows, or one byte).
+_STRING_PART = re.compile(rb"([^()\\]+)|(\()|\)|\\([0-9]{1,3}|[\r\n][\r\n]?|.)", re.S)
+_ESCAPED = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
+_ESCAPED.update({bytes((byte,)): bytes((byte,)) for byte in b"() /%<>[]#_&$\\"})
 _KEYWORD = re.compile(rb"true|false|null")  # read as pyHanko does: no delimiter needed
 _DEPTH = 32
 _WINDOWS = (4096, 1 << 16, 1 << 20)
@@ -279,7 +284,6 @@ class _Block:
         self.data, self.eof = data, eof
         self.container_ref, self.handler = container_ref, handler
         self.end = 0
-        self.view: BytesIO | None = None  # for pyHanko's literal-string reader
 
     def space(self, at: int) -> int:
         at = _SPACE.match(self.data, at).end()  # type: ignore[union-attr]
@@ -358,19 +362,51 @@ class _Block:
         return result
 
     def string(self, at: int, _depth: int) -> Any:
-        plain = _PLAIN_STRING.match(self.data, at)
+        """A literal string, its escapes and nested parentheses as pyHanko's
+        ``_read_string_literal_bytes`` reads them (pyHanko's writer escapes ``:``, ``/``,
+        ``.`` … as octal, so a consent's strings are full of them)."""
+        data = self.data
+        plain = _PLAIN_STRING.match(data, at)
         if plain is not None:
             self.end = plain.end()
             return generic.pdf_string(plain.group(1))
-        if self.view is None:
-            self.view = BytesIO(self.data)
-        self.view.seek(at)
-        try:
-            result = generic.read_string_from_stream(self.view)
-        except Exception:
-            raise _UnsureError(self.view.tell()) from None
-        self.end = self.view.tell()
-        return result
+        parts = []
+        parens = 1
+        at += 1
+        while True:
+            part = _STRING_PART.match(data, at)
+            if part is None:
+                raise _UnsureError(len(data))  # the block ends inside the string
+            at = part.end()
+            text, opened, escaped = part.group(1, 2, 3)
+            if text is not None:
+                parts.append(text)
+            elif opened is not None:
+                parens += 1
+                parts.append(opened)
+            elif escaped is None:  # ")"
+                parens -= 1
+                if parens == 0:
+                    break
+                parts.append(b")")
+            else:
+                parts.append(self.escape(escaped, at))
+        self.end = at
+        return generic.pdf_string(b"".join(parts))
+
+    def escape(self, escaped: bytes, at: int) -> bytes:
+        """The bytes an escape in a literal string stands for (``at``: just after it). What
+        pyHanko reads past an escape is in the block: the string's ")" comes after it."""
+        if escaped[0] in b"0123456789":
+            if b"8" in escaped or b"9" in escaped or int(escaped, 8) > 255:
+                raise _UnsureError(at)  # pyHanko's int(…, 8) or bytes(…) refuses it
+            return bytes((int(escaped, 8),))
+        if escaped[0] in b"\r\n":
+            return b""  # a line continued
+        plain = _ESCAPED.get(escaped)
+        if plain is None:
+            raise _UnsureError(at)  # pyHanko refuses an unknown escape
+        return plain
 
     def keyword(self, at: int, _depth: int) -> Any:
         word = _KEYWORD.match(self.data, at)
