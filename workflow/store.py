@@ -41,6 +41,7 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     UniqueConstraint,
+    bindparam,
     delete,
     event,
     func,
@@ -382,6 +383,34 @@ _DOCUMENTS = _table("documents")
 _ITEMS = _table("intake_items")
 _EVENTS = _table("events")
 _HEAD = _table("chain_head")
+_SIGNATURE_REPORTS = _table("signature_reports")
+
+# The queries asked for every document, built once with their values as parameters:
+# SQLAlchemy memoizes a statement's cache key on the object, and building the statement
+# and its key again costs more than SQLite takes to answer it.
+_KNOWN_DOCUMENT = core_select(_DOCUMENTS.c.application_id, _DOCUMENTS.c.kind).where(
+    _DOCUMENTS.c.sha256 == bindparam("sha256")
+)
+_ISSUED_RECORD = (
+    core_select(_APPLICATIONS.c.reference, _APPLICATIONS.c.issued_sha256, _DOCUMENTS.c.seal_sha256)
+    .join_from(_DOCUMENTS, _APPLICATIONS, _DOCUMENTS.c.application_id == _APPLICATIONS.c.id)
+    .where(_DOCUMENTS.c.sha256 == bindparam("sha256"), _DOCUMENTS.c.kind == "consent")
+)
+_LOCK_HEAD = (
+    core_select(_HEAD.c.last_hash, _HEAD.c.count, _HEAD.c.key_id, _HEAD.c.mac)
+    .where(_HEAD.c.id == 1)
+    .with_for_update()
+)
+_UPDATE_HEAD = update(_HEAD).where(_HEAD.c.id == 1)
+_CLAIMED = (
+    core_select(_ITEMS.c.id)
+    .where(_ITEMS.c.claimed_name == bindparam("claimed_name"))
+    .with_for_update()
+)
+_ITEM = select(IntakeItem).where(IntakeItem.id == bindparam("item_id"))
+_ITEM_LOCKED = _ITEM.with_for_update()
+_APPLICATION = select(Application).where(Application.reference == bindparam("reference"))
+_APPLICATION_LOCKED = _APPLICATION.with_for_update()
 
 
 def event_hash(row: EventRow, key: AuditKey | None = None) -> str:
@@ -762,13 +791,8 @@ class Store:
         the current consent of an application, or one a reissue replaced."""
         # A plain connection, not an ORM session: binding asks this for each revision end
         # of every file in signed/, and most answers are "no".
-        apps, docs = _APPLICATIONS.c, _DOCUMENTS.c
         with self._reader.connect() as connection:
-            row = connection.execute(
-                core_select(apps.reference, apps.issued_sha256, docs.seal_sha256)
-                .join_from(_DOCUMENTS, _APPLICATIONS, docs.application_id == apps.id)
-                .where(docs.sha256 == sha256, docs.kind == "consent")
-            ).first()
+            row = connection.execute(_ISSUED_RECORD, {"sha256": sha256}).first()
         if row is None or row[0] is None:
             return None
         reference, current, seal = row
@@ -1158,11 +1182,7 @@ class KnownDocument:
 
 
 def _known_document(connection: Connection, sha256: str) -> KnownDocument | None:
-    row = connection.execute(
-        core_select(_DOCUMENTS.c.application_id, _DOCUMENTS.c.kind).where(
-            _DOCUMENTS.c.sha256 == sha256
-        )
-    ).first()
+    row = connection.execute(_KNOWN_DOCUMENT, {"sha256": sha256}).first()
     return KnownDocument(sha256, row[0], row[1]) if row else None
 
 
@@ -1237,11 +1257,7 @@ class Tx:
                 "or give the store the home folder's key)"
             )
         connection = self._connection()
-        row = connection.execute(
-            core_select(_HEAD.c.last_hash, _HEAD.c.count, _HEAD.c.key_id, _HEAD.c.mac)
-            .where(_HEAD.c.id == 1)
-            .with_for_update()
-        ).first()
+        row = connection.execute(_LOCK_HEAD).first()
         if row is None:
             if connection.execute(core_select(_EVENTS.c.id).limit(1)).first() is not None:
                 raise AuditKeyError(
@@ -1332,7 +1348,7 @@ class Tx:
         }
         connection = self._connection()
         if exists:
-            connection.execute(update(_HEAD).where(_HEAD.c.id == 1).values(**values))
+            connection.execute(_UPDATE_HEAD, values)
         else:
             connection.execute(insert(_HEAD).values(id=1, **values))
         self._head = None  # written; a later event reads it again (still locked by us)
@@ -1353,10 +1369,8 @@ class Tx:
 
     def get_application(self, reference: str, *, lock: bool = True) -> Application | None:
         """One application, row-locked until commit (PostgreSQL) so decisions do not race."""
-        query = select(Application).where(Application.reference == reference)
-        if lock:
-            query = query.with_for_update()
-        return self.session.exec(query).first()
+        query = _APPLICATION_LOCKED if lock else _APPLICATION
+        return self.session.exec(query, params={"reference": reference}).first()
 
     def move(
         self,
@@ -1448,19 +1462,19 @@ class Tx:
         accepted: bool,
         report: dict[str, Any],
         etsi_report_xml: str | None,
-    ) -> SignatureReportRow:
+    ) -> None:
         """Record one verification attempt."""
-        row = SignatureReportRow(
-            application_id=application_id,
-            sha256=sha256,
-            accepted=accepted,
-            report=report,
-            etsi_report_xml=etsi_report_xml,
-            created_at=self.now(),
+        self._connection().execute(
+            insert(_SIGNATURE_REPORTS),
+            {
+                "application_id": application_id,
+                "sha256": sha256,
+                "accepted": accepted,
+                "report": report,
+                "etsi_report_xml": etsi_report_xml,
+                "created_at": self.now(),
+            },
         )
-        self.session.add(row)
-        self.session.flush()
-        return row
 
     # -- users and tokens ------------------------------------------------------------
 
@@ -1541,9 +1555,7 @@ class Tx:
         ``.processing/``; return its ledger row's id (the existing row's, if this claim
         was recorded before)."""
         connection = self._connection()
-        existing: int | None = connection.execute(
-            core_select(_ITEMS.c.id).where(_ITEMS.c.claimed_name == claimed_name).with_for_update()
-        ).scalar()
+        existing: int | None = connection.execute(_CLAIMED, {"claimed_name": claimed_name}).scalar()
         if existing is not None:
             return existing
         result = connection.execute(
@@ -1609,10 +1621,8 @@ class Tx:
 
     def get_item(self, item_id: int, *, lock: bool = True) -> IntakeItem | None:
         """A ledger row, row-locked until commit."""
-        query = select(IntakeItem).where(IntakeItem.id == item_id)
-        if lock:
-            query = query.with_for_update()
-        return self.session.exec(query).first()
+        query = _ITEM_LOCKED if lock else _ITEM
+        return self.session.exec(query, params={"item_id": item_id}).first()
 
     def finish_item(
         self, item: IntakeItem, *, status: str, outcome: str | None, sha256: str | None
