@@ -243,11 +243,20 @@ class Applications:
             reference, sha256, self.archive.get(sha256), superseded=superseded, seal_sha256=seal
         )
 
-    def verify(self, data: bytes) -> SignatureReport:
-        """Verify a signed consent against the issued consents, recording nothing."""
+    def verify(self, data: bytes, *, unrecorded: str | None = None) -> SignatureReport:
+        """Verify a signed consent against the issued consents, recording nothing.
+
+        ``unrecorded``: the SHA-256 of ``data`` when the caller has just read that no
+        document has these bytes; binding then does not ask the store about them again.
+        """
         if self.verifier is None:
             raise DecisionError("signature verification is not configured")
-        return self.verifier.verify_sync(data, self.issued_lookup)
+
+        def lookup(sha256: str) -> IssuedConsent | None:
+            # No document with these bytes: no consent was issued with them either.
+            return None if sha256 == unrecorded else self.issued_lookup(sha256)
+
+        return self.verifier.verify_sync(data, lookup)
 
     def receive_signed(self, claimed: Claimed) -> str:
         """Processor for ``signed/``: verify; a match makes the application ``signed``.
@@ -264,7 +273,7 @@ class Applications:
         if known is not None and known.kind != "consent":
             with self.store.tx() as tx:
                 return self._duplicate(tx, claimed, known, sha256)
-        report = self.verify(data)
+        report = self.verify(data, unrecorded=sha256 if known is None else None)
         if not report.accepted and report.reference is None and _reads_as_eoi(data):
             raise _wrong_folder(None)
         self.archive.put(data, sha256=sha256)
