@@ -292,6 +292,7 @@ DICTIONARIES = [
     b"<< /A +-1 >>",
     b"<< /A 0 0 R >>",  # object number 0
     b"<< /A 1 0\x0bR >>",
+    b"<< /A 1\x0b0 R /B [2\x0b0 R] >>",  # a vertical tab: a reference to pyHanko's look-ahead
     b"<< /A 1\x000 R >>",
     b"<< /A 1 0 Rx >>",
     b"<< /A 1 0 R>>",
@@ -430,10 +431,14 @@ def _random_value(rng: random.Random, depth: int) -> bytes:
 def test_same_dictionaries_on_random_objects(handler: Any) -> None:
     rng = random.Random(1129)
     container = generic.Reference(7, 0, handler)
+    fast = 0
     for _ in range(3000):
         keys = rng.sample([b"/A", b"/B", b"/C", b"/D", b"/E"], rng.randrange(0, 5))
         body = b" ".join(key + b" " + _random_value(rng, 0) for key in keys)
-        _same(b"<<" + body + b">>" + rng.choice([b"", b"\nendobj", b" 1 0 R"]), 0, container)
+        data = b"<<" + body + b">>" + rng.choice([b"", b"\nendobj", b" 1 0 R"])
+        _same(data, 0, container)
+        fast += pdf._read_fast(BytesIO(data), container) is not None
+    assert fast > 1500  # most of them: the comparison is of the fast reader, not pyHanko's
 
 
 def _objects_of(data: bytes) -> Iterator[tuple[int, Any]]:
@@ -470,3 +475,21 @@ def test_same_objects_in_real_files(corpus_forms: Path, corpus_signatures: Path)
             _same(data, start, container)
             read += 1
     assert read > 1500
+
+
+def test_a_consents_dictionaries_are_read_the_fast_way(handler: Any) -> None:
+    """The fast reader does not hand the objects of a consent as issued, nor a signature's
+    dictionary with its long /Contents, back to pyHanko: it is there to read them."""
+    data = render_consent_body(
+        sample_eoi(), reference="SUP-2026-00001", issued_at=datetime.now(UTC)
+    )
+    read = 0
+    for start, container in _objects_of(data):
+        if data.startswith(b"<<", start + 1) or data.startswith(b"<<", start):
+            stream = BytesIO(data)
+            stream.seek(start + (data[start : start + 1] != b"<"))
+            assert pdf._read_fast(stream, container) is not None, data[start : start + 200]
+            read += 1
+    assert read > 10
+    signature = b"<< /Type /Sig /Contents <" + b"3082" * 4096 + b"> /ByteRange [ 0 10 20 30 ] >>"
+    assert pdf._read_fast(BytesIO(signature), generic.Reference(7, 0, handler)) is not None

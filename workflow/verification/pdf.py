@@ -242,26 +242,33 @@ def _read_array(
 
 
 # A dictionary (an object's body, a font, a signature's /V): pyHanko reads it a byte and a
-# few Python calls at a time; the difference analysis reads every object of the issued
-# revision (a third of a consent's verification, `python -m bench.verify`). A dictionary
-# of the plain tokens below is read here in one pass over a block of the file; at the
-# first thing it does not handle (a comment, an escaped name, a key twice, a bad number,
-# nesting past _DEPTH, the block's end), the whole dictionary is read again by pyHanko.
+# few Python calls at a time, and the difference analysis reads every object of the issued
+# revision. A dictionary of the plain tokens below is read here in one pass over a block of
+# the file, one regular-expression match per token; at the first thing it does not handle
+# (a comment, an escaped name, a key twice, a bad number, nesting past _DEPTH, the block's
+# end), the whole dictionary is read again by pyHanko's own reader.
 _read_dictionary_one_by_one = generic.DictionaryObject.read_from_stream
 _SPACE = re.compile(rb"[ \n\r\t\f\x00]*")  # pyHanko's PDF_WHITESPACE
-_NAME = re.compile(rb"/([^ \n\r\t\f\x00()<>\[\]{}/%]*)")
-_NUMBER_RUN = re.compile(rb"[+,\-.0-9]+")  # what NumberObject.read_from_stream takes
+_TOKEN = re.compile(
+    rb"[ \n\r\t\f\x00]*(?:"
+    rb"/([^ \n\r\t\f\x00()<>\[\]{}/%]*)"  # 1: a name (read_until_delimiter's delimiters)
+    # 2, 3: a reference, with only the separators pyHanko's look-ahead (INDIRECT_PATTERN,
+    # on 20 bytes) and its reference reader agree on; the look-ahead is asked too
+    rb"|(\d+)[ \n\r\t\f]+(\d+)[ \n\r\t\f]+R"
+    rb"|([+,\-.0-9]+)"  # 4: what NumberObject.read_from_stream takes for a number
+    rb"|(<<)|(>>)|(\[)|(\])"  # 5, 6, 7, 8
+    rb"|<([^<>]*)>"  # 9: a hex string
+    rb"|\(([^()\\]*)\)"  # 10: a literal string without escapes or parentheses
+    rb"|(true|false|null)"  # 11: read as pyHanko does, no delimiter needed after
+    rb"|(\()"  # 12: any other literal string
+    rb")"
+)
 _WHOLE_NUMBER = re.compile(_NUMBER)
-# A reference as pyHanko reads it once its look-ahead (generic.INDIRECT_PATTERN, on 20
-# bytes) said it is one, with only the separators that look-ahead and its reader agree on.
-_REFERENCE = re.compile(rb"(\d+)[ \n\r\t\f]+(\d+)[ \n\r\t\f]+R")
-_PLAIN_STRING = re.compile(rb"\(([^()\\]*)\)")
 # In a literal string: plain bytes, "(", ")", or an escape (octal digits, a line break
 # with a second \r or \n it swallows, or one byte).
 _STRING_PART = re.compile(rb"([^()\\]+)|(\()|\)|\\([0-9]{1,3}|[\r\n][\r\n]?|.)", re.S)
 _ESCAPED = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
 _ESCAPED.update({bytes((byte,)): bytes((byte,)) for byte in b"() /%<>[]#_&$\\"})
-_KEYWORD = re.compile(rb"true|false|null")  # read as pyHanko does: no delimiter needed
 _DEPTH = 32
 _WINDOWS = (4096, 1 << 16, 1 << 20)
 _made: Any = generic  # pyHanko's object classes, untyped for mypy
@@ -274,177 +281,161 @@ class _UnsureError(Exception):
         self.at = at
 
 
-class _Block:
-    """One read of the file from a dictionary's ``<<``, parsed in place.
+def _parse_dictionary(  # noqa: PLR0912, PLR0915 - a branch per token kind, in one loop
+    data: bytes, container_ref: Any, handler: Any
+) -> tuple[Any, int]:
+    """The entries of the dictionary whose ``<<`` starts ``data``, and where it ends.
 
-    Each reader takes the position of an object's first byte and returns the object, with
-    ``self.end`` set past it; pyHanko's ``read_object`` dispatches on the same byte."""
-
-    def __init__(self, data: bytes, eof: bool, container_ref: Any, handler: Any) -> None:
-        self.data, self.eof = data, eof
-        self.container_ref, self.handler = container_ref, handler
-        self.end = 0
-
-    def space(self, at: int) -> int:
-        at = _SPACE.match(self.data, at).end()  # type: ignore[union-attr]
-        if at >= len(self.data):
-            raise _UnsureError(at)
-        return at
-
-    def value(self, at: int, depth: int) -> Any:
-        """The object at ``at``, its container set as pyHanko's ``read_object`` sets it."""
-        if depth >= _DEPTH:
-            raise _UnsureError(at)
-        reader = _READERS.get(self.data[at])
-        if reader is None:
-            raise _UnsureError(at)  # a comment, an operator, a stray byte
-        result = reader(self, at, depth)
-        result.container_ref = self.container_ref
-        return result
-
-    def dictionary(self, at: int, depth: int) -> dict[Any, Any]:
-        """The entries of the dictionary whose ``<<`` is at ``at``."""
-        data = self.data
-        entries: dict[Any, Any] = {}
-        at += 2
-        while True:
-            at = self.space(at)
-            if data.startswith(b">>", at):
-                self.end = at + 2
-                return entries
-            if data[at] != 0x2F:  # /
+    Each value gets ``container_ref`` as pyHanko's ``read_object`` sets it; keys do not.
+    Raises :class:`_UnsureError` where pyHanko's own reader must decide."""
+    match = _TOKEN.match
+    entries: dict[Any, Any] = {}
+    container: Any = entries
+    key: Any = None
+    stack: list[tuple[Any, Any]] = []
+    at = 2
+    while True:
+        token = match(data, at)
+        if token is None:
+            at = _SPACE.match(data, at).end()  # type: ignore[union-attr]
+            # A "<" matches nothing when its string's ">" is past the block: a bigger block.
+            raise _UnsureError(len(data) if data[at : at + 1] == b"<" else at)
+        kind = token.lastindex
+        at = token.end()
+        value: Any
+        if kind == 1:
+            raw = token.group(1)
+            if raw.translate(None, _NAME_BYTES):
+                raise _UnsureError(at)  # an escape or a byte pyHanko refuses
+            value = generic.NameObject("/" + raw.decode("ascii"))
+            if key is None and container.__class__ is dict:
+                if value in container:
+                    raise _UnsureError(at)  # pyHanko warns or refuses, by its strictness
+                key = value
+                continue
+        elif kind == 3:  # (the reference's last group)
+            start = token.start(2)
+            number = int(token.group(2))
+            if number <= 0 or not generic.INDIRECT_PATTERN.match(data, start, start + 20):
                 raise _UnsureError(at)
-            key = self.name(at, depth)
-            if key in entries:
-                raise _UnsureError(at)  # pyHanko warns or refuses, by its strictness
-            entries[key] = self.value(self.space(self.end), depth + 1)
-            at = self.end
-
-    def name(self, at: int, _depth: int) -> Any:
-        found = _NAME.match(self.data, at)
-        assert found is not None
-        raw = found.group(1)
-        if raw.translate(None, _NAME_BYTES):
-            raise _UnsureError(at)  # an escape or a byte pyHanko refuses
-        self.end = found.end()
-        return generic.NameObject("/" + raw.decode("ascii"))
-
-    def angle(self, at: int, depth: int) -> Any:
-        data = self.data
-        if data.startswith(b"<<", at):
-            # No stream here: a "stream" keyword after it stops this reader at its "s".
-            return _made.DictionaryObject(self.dictionary(at, depth))
-        end = data.find(b">", at)
-        if end < 0:
-            raise _UnsureError(len(data))
-        digits = data[at + 1 : end].translate(None, _PDF_WHITESPACE)
-        if digits.translate(None, _HEX_DIGITS):
-            raise _UnsureError(at)
-        self.end = end + 1
-        return generic.pdf_string(binascii.unhexlify(digits + b"0" * (len(digits) % 2)))
-
-    def array(self, at: int, depth: int) -> Any:
-        result = generic.ArrayObject()
-        numbers = _NUMBER_ARRAY.match(self.data, at)
-        if numbers is not None:  # as _read_array reads it
-            self.end = numbers.end()
-            for token in _ONE_NUMBER.findall(numbers.group(1)):
-                kind: Any = generic.FloatObject if b"." in token else generic.NumberObject
-                number = kind(token.decode("ascii"))
-                number.container_ref = self.container_ref
-                result.append(number)
-            return result
-        at = self.space(at + 1)
-        while self.data[at] != 0x5D:  # ]
-            result.append(self.value(at, depth + 1))
-            at = self.space(self.end)
-        self.end = at + 1
-        return result
-
-    def string(self, at: int, _depth: int) -> Any:
-        """A literal string, its escapes and nested parentheses as pyHanko's
-        ``_read_string_literal_bytes`` reads them (pyHanko's writer escapes ``:``, ``/``,
-        ``.`` … as octal, so a consent's strings are full of them)."""
-        data = self.data
-        plain = _PLAIN_STRING.match(data, at)
-        if plain is not None:
-            self.end = plain.end()
-            return generic.pdf_string(plain.group(1))
-        parts = []
-        parens = 1
-        at += 1
-        while True:
-            part = _STRING_PART.match(data, at)
-            if part is None:
-                raise _UnsureError(len(data))  # the block ends inside the string
-            at = part.end()
-            text, opened, escaped = part.group(1, 2, 3)
-            if text is not None:
-                parts.append(text)
-            elif opened is not None:
-                parens += 1
-                parts.append(opened)
-            elif escaped is None:  # ")"
-                parens -= 1
-                if parens == 0:
-                    break
-                parts.append(b")")
-            else:
-                parts.append(self.escape(escaped, at))
-        self.end = at
-        return generic.pdf_string(b"".join(parts))
-
-    def escape(self, escaped: bytes, at: int) -> bytes:
-        """The bytes an escape in a literal string stands for (``at``: just after it). What
-        pyHanko reads past an escape is in the block: the string's ")" comes after it."""
-        if escaped[0] in b"0123456789":
-            if b"8" in escaped or b"9" in escaped or int(escaped, 8) > 255:
-                raise _UnsureError(at)  # pyHanko's int(…, 8) or bytes(…) refuses it
-            return bytes((int(escaped, 8),))
-        if escaped[0] in b"\r\n":
-            return b""  # a line continued
-        plain = _ESCAPED.get(escaped)
-        if plain is None:
-            raise _UnsureError(at)  # pyHanko refuses an unknown escape
-        return plain
-
-    def keyword(self, at: int, _depth: int) -> Any:
-        word = _KEYWORD.match(self.data, at)
-        if word is None:
-            raise _UnsureError(at)
-        self.end = word.end()
-        if word.group() == b"null":
-            return generic.NullObject()
-        return _made.BooleanObject(word.group() == b"true")
-
-    def number(self, at: int, _depth: int) -> Any:
-        data = self.data
-        if data[at] in b"0123456789" and generic.INDIRECT_PATTERN.match(data, at, at + 20):
-            found = _REFERENCE.match(data, at)
-            if found is None or int(found.group(1)) <= 0:
+            value = _made.IndirectObject(number, int(token.group(3)), handler)
+        elif kind == 4:
+            value = _number(token)
+        elif kind in {5, 7}:  # << or [
+            if len(stack) >= _DEPTH:
                 raise _UnsureError(at)
-            self.end = found.end()
-            number, generation = int(found.group(1)), int(found.group(2))
-            return _made.IndirectObject(number, generation, self.handler)
-        run = _NUMBER_RUN.match(data, at)
-        assert run is not None
-        token = run.group()
-        if run.end() >= len(data) or _WHOLE_NUMBER.fullmatch(token) is None:
-            raise _UnsureError(run.end())
-        self.end = run.end()
+            if kind == 7:
+                numbers = _NUMBER_ARRAY.match(data, token.start(7))
+                if numbers is not None:  # a /Widths, a /MediaBox: as _read_array reads them
+                    at = numbers.end()
+                    value = _numbers(numbers.group(1), container_ref)
+                    container, key = _put(container, key, value, container_ref, at)
+                    continue
+            stack.append((container, key))
+            container, key = ({} if kind == 5 else generic.ArrayObject()), None
+            continue
+        elif kind == 6:  # >>
+            if container.__class__ is not dict or key is not None:
+                raise _UnsureError(at)
+            if not stack:
+                return entries, at
+            value = _made.DictionaryObject(container)
+            container, key = stack.pop()
+        elif kind == 8:  # ]
+            if container.__class__ is dict:
+                raise _UnsureError(at)
+            value = container
+            container, key = stack.pop()
+        elif kind == 9:
+            digits = token.group(9).translate(None, _PDF_WHITESPACE)
+            if digits.translate(None, _HEX_DIGITS):
+                raise _UnsureError(at)
+            value = generic.pdf_string(binascii.unhexlify(digits + b"0" * (len(digits) % 2)))
+        elif kind == 10:
+            value = generic.pdf_string(token.group(10))
+        elif kind == 11:
+            word = token.group(11)
+            null = word == b"null"
+            value = generic.NullObject() if null else _made.BooleanObject(word == b"true")
+        elif kind == 12:
+            value, at = _escaped_string(data, token.end())
+        else:
+            raise AssertionError(f"token {kind}")  # every alternative has a group
+        container, key = _put(container, key, value, container_ref, at)
+
+
+def _put(container: Any, key: Any, value: Any, container_ref: Any, at: int) -> tuple[Any, None]:
+    """``value`` into the open dictionary (under ``key``) or array."""
+    value.container_ref = container_ref
+    if container.__class__ is dict:
+        if key is None:
+            raise _UnsureError(at)  # a value where pyHanko reads a key
+        container[key] = value
+    else:
+        container.append(value)
+    return container, None
+
+
+def _number(token: Any) -> Any:
+    # (Where pyHanko's look-ahead sees a reference that the reference token did not, a
+    # vertical tab separates its parts, and the tokens stop at it.)
+    text = token.group(4)
+    start = token.start(4)
+    if _WHOLE_NUMBER.fullmatch(text) is None:
+        raise _UnsureError(start)  # int() or Decimal() refuses it in pyHanko's reader
+    kind: Any = generic.FloatObject if b"." in text else generic.NumberObject
+    return kind(text.decode("ascii"))
+
+
+def _numbers(text: bytes, container_ref: Any) -> Any:
+    array = generic.ArrayObject()
+    for token in _ONE_NUMBER.findall(text):
         kind: Any = generic.FloatObject if b"." in token else generic.NumberObject
-        return kind(token.decode("ascii"))
+        number = kind(token.decode("ascii"))
+        number.container_ref = container_ref
+        array.append(number)
+    return array
 
 
-# The reader of each object's first byte, as in pyHanko's read_object.
-_READERS: dict[int, Any] = {
-    ord("/"): _Block.name,
-    ord("<"): _Block.angle,
-    ord("["): _Block.array,
-    ord("("): _Block.string,
-    **dict.fromkeys(b"tfn", _Block.keyword),
-    **dict.fromkeys(b"+-.0123456789", _Block.number),
-}
+def _escaped_string(data: bytes, at: int) -> tuple[Any, int]:
+    """The literal string after the ``(`` that ends at ``at``, its escapes and nested
+    parentheses as pyHanko's ``_read_string_literal_bytes`` reads them (pyHanko's writer
+    escapes ``:``, ``/``, ``.`` … as octal, so a consent's strings are full of them)."""
+    parts = []
+    parens = 1
+    while True:
+        part = _STRING_PART.match(data, at)
+        if part is None:
+            raise _UnsureError(len(data))  # the block ends inside the string
+        at = part.end()
+        text, opened, escaped = part.group(1, 2, 3)
+        if text is not None:
+            parts.append(text)
+        elif opened is not None:
+            parens += 1
+            parts.append(opened)
+        elif escaped is None:  # ")"
+            parens -= 1
+            if parens == 0:
+                return generic.pdf_string(b"".join(parts)), at
+            parts.append(b")")
+        else:
+            parts.append(_escape(escaped, at))
+
+
+def _escape(escaped: bytes, at: int) -> bytes:
+    """The bytes an escape in a literal string stands for (``at``: just after it). What
+    pyHanko reads past an escape is in the block: the string's ")" comes after it."""
+    if escaped[0] in b"0123456789":
+        if b"8" in escaped or b"9" in escaped or int(escaped, 8) > 255:
+            raise _UnsureError(at)  # pyHanko's int(…, 8) or bytes(…) refuses it
+        return bytes((int(escaped, 8),))
+    if escaped[0] in b"\r\n":
+        return b""  # a line continued
+    plain = _ESCAPED.get(escaped)
+    if plain is None:
+        raise _UnsureError(at)  # pyHanko refuses an unknown escape
+    return plain
 
 
 def _read_dictionary(
@@ -454,43 +445,52 @@ def _read_dictionary(
     in_content_stream: Any = generic.ContentOpReading.NO,
 ) -> Any:
     """pyHanko's ``DictionaryObject.read_from_stream``; a dictionary of plain tokens is read
-    in one pass, followed by pyHanko's own reading of a stream's data after it."""
+    in one pass (`_read_fast`), anything else by pyHanko's own reader."""
     start = stream.tell()
-    handler = None
     if not (in_content_stream or as_metadata_stream):
-        with suppress(Exception):  # pyHanko's own reader says what is wrong with it
-            handler = container_ref.get_pdf_handler()
-    if handler is not None:
-        for window in _WINDOWS:
-            stream.seek(start)
-            data = stream.read(window)
-            block = _Block(data, len(data) < window, container_ref, handler)
-            try:
-                if not data.startswith(b"<<"):
-                    raise _UnsureError(0)
-                entries = block.dictionary(0, 0)
-                end = block.end
-                if end + 20 > len(data) and not block.eof:
-                    # pyHanko looks 20 bytes ahead of a number for " 0 R": all are inside.
-                    raise _UnsureError(len(data))
-            except _UnsureError as unsure:
-                at = unsure.at
-                if block.eof or at + 64 < len(data):
-                    break  # not for lack of bytes: pyHanko reads it
-                continue
-            stream.seek(start + end)
-            reader: Any = generic._maybe_read_stream_payload  # (untyped)
-            payload = reader(stream, entries, handler)
-            if payload is not None:
-                return generic.StreamObject(entries, encoded_data=payload)
-            return _made.DictionaryObject(entries)
-    stream.seek(start)
+        result = _read_fast(stream, container_ref)
+        if result is not None:
+            return result
+        stream.seek(start)
     return _read_dictionary_one_by_one(
         stream,
         container_ref,
         as_metadata_stream=as_metadata_stream,
         in_content_stream=in_content_stream,
     )
+
+
+def _read_fast(stream: Any, container_ref: Any) -> Any:
+    """The dictionary (or stream: its data read by pyHanko) at the stream's position, or
+    None where pyHanko's reader must decide (the stream's position is then anywhere)."""
+    handler = None
+    with suppress(Exception):  # pyHanko's own reader says what is wrong with it
+        handler = container_ref.get_pdf_handler()
+    if handler is None:
+        return None
+    start = stream.tell()
+    for window in _WINDOWS:
+        stream.seek(start)
+        data = stream.read(window)
+        eof = len(data) < window
+        try:
+            if not data.startswith(b"<<"):
+                raise _UnsureError(0)
+            entries, end = _parse_dictionary(data, container_ref, handler)
+            if end + 20 > len(data) and not eof:
+                # pyHanko looks 20 bytes ahead of a number for " 0 R": all are inside.
+                raise _UnsureError(len(data))
+        except _UnsureError as unsure:
+            if eof or unsure.at + 64 < len(data):
+                return None  # not for lack of bytes
+            continue
+        stream.seek(start + end)
+        reader: Any = generic._maybe_read_stream_payload  # (untyped)
+        payload = reader(stream, entries, handler)
+        if payload is not None:
+            return generic.StreamObject(entries, encoded_data=payload)
+        return _made.DictionaryObject(entries)
+    return None
 
 
 # asn1crypto compares names (the issuer of every certificate a signature names, for each
