@@ -493,3 +493,21 @@ def test_a_consents_dictionaries_are_read_the_fast_way(handler: Any) -> None:
     assert read > 10
     signature = b"<< /Type /Sig /Contents <" + b"3082" * 4096 + b"> /ByteRange [ 0 10 20 30 ] >>"
     assert pdf._read_fast(BytesIO(signature), generic.Reference(7, 0, handler)) is not None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [bytes((code,)) for code in range(256)]
+    + [b"", bytes(range(1, 256)), b"Consent form \x85 SUP-2026-00001", bytearray(b"a\x9fb")],
+)
+def test_same_pdfdoc_text_as_pyhanko(data: bytes) -> None:
+    """PDFDocEncoding, each of its 256 codes and whole strings (undefined codes refused)."""
+
+    def decoded(decode: Any) -> tuple[Any, ...]:
+        try:
+            return ("ok", decode(data))
+        except Exception as exc:
+            return ("error", type(exc), str(exc))
+
+    assert decoded(pdf._decode_pdfdoc) == decoded(pdf._decode_pdfdoc_one_by_one)
+    assert generic.decode_pdfdocencoding is pdf._decode_pdfdoc

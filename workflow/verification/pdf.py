@@ -5,6 +5,7 @@ Every use of pyHanko's private functions is here (see tests/test_pyhanko_private
 from __future__ import annotations
 
 import binascii
+import codecs
 import functools
 import re
 from collections.abc import Iterator
@@ -493,6 +494,21 @@ def _read_fast(stream: Any, container_ref: Any) -> Any:
     return None
 
 
+# PDFDocEncoding: pyHanko decodes every string of a PDF through a generator, a Python call a
+# byte. A string of defined codes is decoded at once through the same table; one holding an
+# undefined code goes to pyHanko's function, for its UnicodeDecodeError.
+_decode_pdfdoc_one_by_one: Any = generic.decode_pdfdocencoding  # (untyped)
+_PDFDOC_TABLE = "".join(vars(generic)["_pdfDocEncoding"])
+_PDFDOC_DEFINED = bytes(code for code, char in enumerate(_PDFDOC_TABLE) if char != "\u0000")
+
+
+def _decode_pdfdoc(byte_array: bytes | bytearray) -> str:
+    """pyHanko's ``decode_pdfdocencoding``, a string at a time."""
+    if byte_array.translate(None, _PDFDOC_DEFINED):
+        return str(_decode_pdfdoc_one_by_one(byte_array))
+    return codecs.charmap_decode(byte_array, "strict", _PDFDOC_TABLE)[0]
+
+
 # asn1crypto compares names (the issuer of every certificate a signature names, for each
 # certificate it carries) after RFC 4518's string preparation, a pass over each character
 # with Unicode table look-ups, redone for every certificate object parsed: 16 times per
@@ -528,6 +544,7 @@ _REPLACED: tuple[tuple[Any, str, Any, Any], ...] = (
         staticmethod(_read_dictionary),
         staticmethod(_read_dictionary_one_by_one),
     ),
+    (generic, "decode_pdfdocencoding", _decode_pdfdoc, _decode_pdfdoc_one_by_one),
     (
         asn1_x509.NameTypeAndValue,
         "_ldap_string_prep",
