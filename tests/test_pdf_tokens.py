@@ -511,3 +511,26 @@ def test_same_pdfdoc_text_as_pyhanko(data: bytes) -> None:
 
     assert decoded(pdf._decode_pdfdoc) == decoded(pdf._decode_pdfdoc_one_by_one)
     assert generic.decode_pdfdocencoding is pdf._decode_pdfdoc
+
+
+def test_names_compare_as_asn1crypto_compares_them() -> None:
+    """Name equality (RFC 5280 7.1), kept by the two encodings, answers as asn1crypto does,
+    the first time and from the cache; so does a name against something else."""
+    build = asn1_x509.Name.build
+    names = [
+        build({"common_name": "European Commission", "organization_name": "EC"}),
+        build({"common_name": "european  commission", "organization_name": "ec"}),
+        build({"organization_name": "EC", "common_name": "European Commission"}),
+        build({"common_name": "European Commissi0n", "organization_name": "EC"}),
+        build({"common_name": "European Commission"}),
+        build({"common_name": "ÉCOLE", "country_name": "FR"}),
+        build({"common_name": "école", "country_name": "FR"}),
+        build({"common_name": "x", "organization_name": "EC"}, use_printable=True),
+        asn1_x509.Name.load(build({"common_name": "EC"}).dump()),  # parsed, not built
+    ]
+    for one in names:
+        for other in [*names, "EC", None]:
+            with pdf.pyhanko_as_shipped():
+                expected = (one == other, one != other)
+            assert (one == other, one != other) == expected
+            assert (one == other, one != other) == expected  # from the cache
