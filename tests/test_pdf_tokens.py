@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic, xref
-from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
 from forms.consent import render_consent_body
@@ -534,3 +534,46 @@ def test_names_compare_as_asn1crypto_compares_them() -> None:
                 expected = (one == other, one != other)
             assert (one == other, one != other) == expected
             assert (one == other, one != other) == expected  # from the cache
+
+
+def _view(value: Any, roles: dict[int, str]) -> Any:
+    """_tree of an object, with each handler named by its role rather than its identity."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_view(item, roles) for item in value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in roles:
+        return roles[value]
+    return value
+
+
+def _resolved(resolver: Any, ref: Any) -> Any:
+    try:
+        return _tree(resolver(ref))
+    except Exception as exc:  # a broken file's error is part of what must match
+        return ("error", type(exc), str(exc))
+
+
+def test_historical_views_are_as_pyhankos(corpus_signatures: Path) -> None:
+    """Every object of every earlier revision, as a historical view of it (what the
+    difference analysis reads) gives it, is the object pyHanko's own copy gives."""
+    files = [path.read_bytes() for path in sorted(corpus_signatures.glob("*.pdf"))]
+    files.append(
+        render_consent_body(sample_eoi(), reference="SUP-2026-00001", issued_at=datetime.now(UTC))
+    )
+    compared = 0
+    for data in files:
+        reader = PdfFileReader(BytesIO(data), strict=False)
+        for revision in range(reader.xrefs.total_revisions):
+            refs = list(reader.xrefs.explicit_refs_in_revision(revision))
+            views = []
+            for shipped in (True, False):
+                resolver = HistoricalResolver(reader, revision)
+                roles = {id(resolver): "resolver", id(reader): "reader"}
+                if shipped:
+                    with pdf.pyhanko_as_shipped():
+                        objects = [_resolved(resolver, ref) for ref in refs]
+                else:
+                    objects = [_resolved(resolver, ref) for ref in refs]
+                views.append(_view(objects, roles))
+            assert views[0] == views[1]
+            compared += len(refs)
+    assert compared > 300

@@ -23,7 +23,7 @@ from pyhanko.generated.etsi import ts_11910202
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.decode_limits import DecodeLimits, DocumentDecodeBudget, StreamDecodeLimits
 from pyhanko.pdf_utils.misc import PdfDecodeLimitError
-from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
     DiffPolicy,
@@ -550,6 +550,32 @@ def _names_equal(self: Any, other: Any) -> Any:
     return equal
 
 
+# A historical view of a revision (the difference analysis reads the issued one) copies
+# every object it reads so that references resolve in that revision. For each number of a
+# font's /Widths, a name, a string, pyHanko first builds a reference to its container
+# that it then drops: the object itself comes back. Those are returned at once here.
+_subsume_one_by_one: Any = HistoricalResolver._subsume_object  # (untyped)
+_KEPT_AS_THEY_ARE: frozenset[type] = frozenset(
+    {
+        generic.NumberObject,
+        generic.FloatObject,
+        generic.NameObject,
+        generic.TextStringObject,
+        generic.ByteStringObject,
+        generic.BooleanObject,
+        generic.NullObject,
+    }
+)
+
+
+def _subsume(self: Any, obj: Any) -> Any:
+    """pyHanko's ``HistoricalResolver._subsume_object``; a plain value read from a file
+    (whose container is a reference, as pyHanko requires) is returned as it is."""
+    if type(obj) in _KEPT_AS_THEY_ARE and type(obj.container_ref) is generic.Reference:
+        return obj
+    return _subsume_one_by_one(self, obj)
+
+
 # (owner, name, ours, as released): pyHanko's reader and asn1crypto look each one up by its
 # name at each call.
 _REPLACED: tuple[tuple[Any, str, Any, Any], ...] = (
@@ -570,6 +596,7 @@ _REPLACED: tuple[tuple[Any, str, Any, Any], ...] = (
     ),
     (generic, "decode_pdfdocencoding", _decode_pdfdoc, _decode_pdfdoc_one_by_one),
     (asn1_x509.RDNSequence, "__eq__", _names_equal, _names_equal_uncached),
+    (HistoricalResolver, "_subsume_object", _subsume, _subsume_one_by_one),
     (
         asn1_x509.NameTypeAndValue,
         "_ldap_string_prep",
