@@ -85,3 +85,30 @@ def test_xref_cache_still_tells_where_each_revision_ends() -> None:
 
     assert callable(getattr(XRefCache, "get_xref_container_info", None))
     assert "end_location" in {f.name for f in fields(XRefSectionMetaInfo)}
+
+
+def test_the_reader_caches_that_release_empties_are_still_there() -> None:
+    """pdf.release empties a reader's caches by their private names: a renamed cache
+    would quietly stay full (and its file wait for the garbage collector)."""
+    from io import BytesIO
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.pdf_utils.writer import PdfFileWriter
+
+    from workflow.verification import pdf
+
+    out = BytesIO()
+    writer: Any = PdfFileWriter
+    writer().write(out)
+    reader = PdfFileReader(BytesIO(out.getvalue()))
+    view = reader.get_historical_resolver(0)
+    view(reader.root_ref)
+    load: Any = view._load_reverse_xref_cache  # (untyped)
+    load()
+    assert reader._historical_resolver_cache == {0: view}
+    assert view.cache and reader.resolved_objects and view._indirect_object_access_cache
+    assert hasattr(reader, "_embedded_signatures")
+    pdf.release(reader)
+    assert not (view.cache or reader.resolved_objects or reader._historical_resolver_cache)
+    assert view._indirect_object_access_cache is None
+    assert reader._embedded_signatures is None

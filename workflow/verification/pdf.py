@@ -674,6 +674,18 @@ def read_pdf(data: bytes, limits: Limits) -> Parsed:
     return reader, fields, f"The PDF was read in tolerant mode ({strict_error})."
 
 
+def release(reader: PdfFileReader) -> None:
+    """Empty the caches of a reader that is done with: each object read points back to the
+    reader, so without this the whole file waits for the garbage collector's cycle search
+    (0.3 ms of a consent's verification in collections, measured with gc.callbacks)."""
+    for view in reader._historical_resolver_cache.values():
+        view.cache.clear()
+        view._indirect_object_access_cache = None
+    reader._historical_resolver_cache.clear()
+    reader.resolved_objects.clear()
+    reader._embedded_signatures = None
+
+
 def load_certificates(path: Path) -> list[Any]:
     """Every certificate in a PEM (one or more) or DER file, as asn1crypto objects."""
     try:

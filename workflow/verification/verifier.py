@@ -54,6 +54,7 @@ from workflow.verification.pdf import (
     embed,
     load_certificates,
     read_pdf,
+    release,
     validate,
     validation_context,
     xref_section_ends,
@@ -151,6 +152,9 @@ class Verifier:
             return error_report(LimitExceededError(str(exc)), issued)
         except Exception as exc:  # rule 7: any exception is a rejection, never a crash
             return error_report(exc, issued)
+        finally:
+            if not isinstance(parsed, Exception):
+                release(parsed[0])
 
     async def _verify(
         self, data: bytes, issued: IssuedConsent | None, parsed: Parsed | Exception
