@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -459,3 +461,15 @@ def test_unconfirmed_truncated_pdf_waits_for_the_grace_and_shows_in_status(
     assert wait_for(lambda: not (home / "inbox" / "writing.pdf").exists())
     status = consentflow(home, "status", database_url=database_url)
     assert not [line for line in status.stdout.splitlines() if line.startswith("inbox/")]
+
+
+def test_run_process_freezes_its_heap_and_collects_the_young_less_often() -> None:
+    """What `consentflow run` does to the collector once started (in a process of its own:
+    freezing is for a process that does nothing else)."""
+    script = (
+        "import gc; from workflow.engine import _freeze_heap, YOUNG_COLLECTION_EVERY as n; "
+        "before = gc.get_threshold(); _freeze_heap(); "
+        "print(gc.get_freeze_count() > 1000, gc.get_threshold() == (n, *before[1:]), n > 700)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True"]
