@@ -515,7 +515,8 @@ def test_same_pdfdoc_text_as_pyhanko(data: bytes) -> None:
 
 def test_names_compare_as_asn1crypto_compares_them() -> None:
     """Name equality (RFC 5280 7.1), kept by the two encodings, answers as asn1crypto does,
-    the first time and from the cache; so does a name against something else."""
+    the first time and from the cache; so does a name against something else, and so does
+    the hashable form of each name."""
     build = asn1_x509.Name.build
     names = [
         build({"common_name": "European Commission", "organization_name": "EC"}),
@@ -534,6 +535,9 @@ def test_names_compare_as_asn1crypto_compares_them() -> None:
                 expected = (one == other, one != other)
             assert (one == other, one != other) == expected
             assert (one == other, one != other) == expected  # from the cache
+        with pdf.pyhanko_as_shipped():
+            expected_key = one.hashable
+        assert one.hashable == one.hashable == expected_key
 
 
 def _view(value: Any, roles: dict[int, str]) -> Any:
