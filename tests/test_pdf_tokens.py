@@ -1,6 +1,7 @@
 """The functions that replace pyHanko's and asn1crypto's (workflow/verification/pdf.py:
-hex strings, delimited tokens, names, arrays, dictionaries, RFC 4518 string preparation)
-give what the libraries' own give: same object, same error, same position in the stream."""
+hex strings, delimited tokens, names, arrays, dictionaries and their literal strings,
+PDFDocEncoding, historical views, name comparison, RFC 4518 string preparation) give what
+the libraries' own give: same object, same error, same position in the stream."""
 
 from __future__ import annotations
 
