@@ -8,7 +8,7 @@ import binascii
 import codecs
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from io import BytesIO
 from pathlib import Path
@@ -223,6 +223,22 @@ _ONE_NUMBER = re.compile(_NUMBER)
 _read_array_one_by_one = generic.ArrayObject.read_from_stream
 
 
+def _pdf_number(text: bytes) -> Any:
+    """The number pyHanko's NumberObject.read_from_stream makes of ``text`` (one _NUMBER)."""
+    kind: Any = generic.FloatObject if b"." in text else generic.NumberObject
+    return kind(text.decode("ascii"))
+
+
+def _numbers(text: bytes, container_ref: Any) -> Any:
+    """The array of the numbers in ``text`` (what _NUMBER_ARRAY's group holds)."""
+    array = generic.ArrayObject()
+    for token in _ONE_NUMBER.findall(text):
+        number = _pdf_number(token)
+        number.container_ref = container_ref
+        array.append(number)
+    return array
+
+
 def _read_array(
     stream: Any, container_ref: Any, in_content_stream: Any = generic.ContentOpReading.NO
 ) -> Any:
@@ -233,13 +249,7 @@ def _read_array(
         stream.seek(start)
         return _read_array_one_by_one(stream, container_ref, in_content_stream=in_content_stream)
     stream.seek(start + found.end())
-    array = generic.ArrayObject()
-    for token in _ONE_NUMBER.findall(found.group(1)):
-        kind: Any = generic.FloatObject if b"." in token else generic.NumberObject
-        number = kind(token.decode("ascii"))
-        number.container_ref = container_ref
-        array.append(number)
-    return array
+    return _numbers(found.group(1), container_ref)
 
 
 # A dictionary (an object's body, a font, a signature's /V): pyHanko reads it a byte and a
@@ -249,9 +259,9 @@ def _read_array(
 # (a comment, an escaped name, a key twice, a bad number, nesting past _DEPTH, the block's
 # end), the whole dictionary is read again by pyHanko's own reader.
 _read_dictionary_one_by_one = generic.DictionaryObject.read_from_stream
-_SPACE = re.compile(rb"[ \n\r\t\f\x00]*")  # pyHanko's PDF_WHITESPACE
+_SPACE = re.compile(_WS + rb"*")  # pyHanko's PDF_WHITESPACE
 _TOKEN = re.compile(
-    rb"[ \n\r\t\f\x00]*(?:"
+    _WS + rb"*(?:"
     rb"/([^ \n\r\t\f\x00()<>\[\]{}/%]*)"  # 1: a name (read_until_delimiter's delimiters)
     # 2, 3: a reference, with only the separators pyHanko's look-ahead (INDIRECT_PATTERN,
     # on 20 bytes) and its reference reader agree on; the look-ahead is asked too
@@ -264,7 +274,6 @@ _TOKEN = re.compile(
     rb"|(\()"  # 12: any other literal string
     rb")"
 )
-_WHOLE_NUMBER = re.compile(_NUMBER)
 # In a literal string: plain bytes, "(", ")", or an escape (octal digits, a line break
 # with a second \r or \n it swallows, or one byte).
 _STRING_PART = re.compile(rb"([^()\\]+)|(\()|\)|\\([0-9]{1,3}|[\r\n][\r\n]?|.)", re.S)
@@ -382,20 +391,9 @@ def _number(token: Any) -> Any:
     # vertical tab separates its parts, and the tokens stop at it.)
     text = token.group(4)
     start = token.start(4)
-    if _WHOLE_NUMBER.fullmatch(text) is None:
+    if _ONE_NUMBER.fullmatch(text) is None:
         raise _UnsureError(start)  # int() or Decimal() refuses it in pyHanko's reader
-    kind: Any = generic.FloatObject if b"." in text else generic.NumberObject
-    return kind(text.decode("ascii"))
-
-
-def _numbers(text: bytes, container_ref: Any) -> Any:
-    array = generic.ArrayObject()
-    for token in _ONE_NUMBER.findall(text):
-        kind: Any = generic.FloatObject if b"." in token else generic.NumberObject
-        number = kind(token.decode("ascii"))
-        number.container_ref = container_ref
-        array.append(number)
-    return array
+    return _pdf_number(text)
 
 
 def _escaped_string(data: bytes, at: int) -> tuple[Any, int]:
@@ -534,6 +532,18 @@ _names_equal_uncached = asn1_x509.RDNSequence.__eq__
 _NAMES_EQUAL: dict[tuple[bytes, bytes], bool] = {}
 
 
+def _remembered(table: dict[Any, Any], key: Any, compute: Callable[[], Any]) -> Any:
+    """``table[key]``, computed and kept if absent; bounded: a long-running worker meets
+    few issuers, so the table is emptied when it is full rather than kept in order."""
+    found = table.get(key)
+    if found is None:
+        found = compute()
+        if len(table) >= 4096:
+            table.clear()
+        table[key] = found
+    return found
+
+
 def _names_equal(self: Any, other: Any) -> Any:
     if not isinstance(other, asn1_x509.RDNSequence):
         return _names_equal_uncached(self, other)
@@ -541,13 +551,7 @@ def _names_equal(self: Any, other: Any) -> Any:
         key = (self.dump(), other.dump())
     except Exception:
         return _names_equal_uncached(self, other)
-    equal = _NAMES_EQUAL.get(key)
-    if equal is None:
-        equal = bool(_names_equal_uncached(self, other))
-        if len(_NAMES_EQUAL) >= 4096:
-            _NAMES_EQUAL.clear()  # bounded: a long-running worker meets few issuers
-        _NAMES_EQUAL[key] = equal
-    return equal
+    return _remembered(_NAMES_EQUAL, key, lambda: bool(_names_equal_uncached(self, other)))
 
 
 # The same for a name's `hashable` form, by which pyhanko-certvalidator files each trust root
@@ -561,13 +565,7 @@ def _hashable(self: Any) -> Any:
         key = self.dump()
     except Exception:
         return _hashable_uncached.fget(self)
-    found = _HASHABLE.get(key)
-    if found is None:
-        found = _hashable_uncached.fget(self)
-        if len(_HASHABLE) >= 4096:
-            _HASHABLE.clear()
-        _HASHABLE[key] = found
-    return found
+    return _remembered(_HASHABLE, key, lambda: _hashable_uncached.fget(self))
 
 
 # A historical view of a revision (the difference analysis reads the issued one) copies
