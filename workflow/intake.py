@@ -451,6 +451,10 @@ class Intake:
         """Files waiting to be whole, waiting for a retry, or that cannot be claimed."""
         return len(self._deferred) + len(self._retries) + len(self._unclaimable)
 
+    def next_sweep_in(self) -> float:
+        """Seconds until `tick` sweeps (leases, recovery) again; 0 or less when it is due."""
+        return self._next_sweep - self.clock()
+
     def notices(self) -> list[Notice]:
         """Why files are still in the drop folders, as far as this intake knows."""
         notices = list(self._unclaimable.values())
