@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.__main__ import Run, _verification_rows, parse
 from bench.rounds import (
     Sample,
     drift,
@@ -75,6 +76,35 @@ def test_an_unreliable_figure_is_neither_met_nor_missed() -> None:
     assert met == missed == "unreliable (floor rounds differ by 90%, more than 15%)"
     both = verdict(True, "a", "b")
     assert both == "unreliable (a; b)"
+
+
+def test_a_peer_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
+    """Against `pyhanko sign validate` and `pdfsig`, the engine's side is guarded too."""
+
+    def rounds(*cpu_ms: float) -> list[Sample]:
+        return [Sample(10, ms / 100, ms / 100) for ms in cpu_ms]  # 10 items a round
+
+    steady, drifted = rounds(20.0, 21.0, 20.5), rounds(20.0, 25.0, 21.0)
+    for engine, unsure in ((steady, False), (drifted, True)):
+        run = Run(parse(["--quick"]))
+        samples = {
+            "floor": rounds(15.0, 15.2, 15.1),
+            "engine": engine,
+            "engine-2": rounds(11.0, 11.2, 11.1),
+            "pyhanko": rounds(500.0, 505.0, 502.0),
+            "pdfsig": rounds(8.0, 8.1, 8.0),
+        }
+        _verification_rows(run, samples, per_round=10)
+        pyhanko, one, two = run.rows[2:5]
+        assert pyhanko.met == (
+            "unreliable (engine rounds differ by 25%, more than 15%)" if unsure else "yes"
+        )
+        assert one.met == (
+            "unreliable (1-worker engine rounds differ by 25%, more than 15%)"
+            if unsure
+            else "**no**"
+        )
+        assert two.met == "**no**"  # the 2-worker engine's rounds were steady
 
 
 def test_rounds_take_turns_and_keep_their_order() -> None:
