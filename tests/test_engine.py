@@ -318,7 +318,7 @@ class _CountingStop:
 def test_an_idle_loop_wakes_once_a_second(home: Path, database_url: str) -> None:
     """With nothing to do, the loop waits up to a second between passes, not a fifth of
     one: every wake-up costs CPU (on a virtual machine here, 2 % of a core at five a
-    second). It still notices a stop within about a second."""
+    second). It still passes at least every second or so, and stops when asked."""
     engine = Engine(make_settings(home, database_url))
     stop = _CountingStop()
     thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
