@@ -582,3 +582,118 @@ def test_historical_views_are_as_pyhankos(corpus_signatures: Path) -> None:
             assert views[0] == views[1]
             compared += len(refs)
     assert compared > 300
+
+
+def _revision_prefixes(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """Each revision of ``data`` with the file as it was when that revision was written
+    (up to the ``%%EOF`` after its cross-reference section)."""
+    reader = PdfFileReader(BytesIO(data), strict=True)
+    for revision, end in enumerate(pdf.xref_section_ends(reader)):
+        eof = data.find(b"%%EOF", end)
+        if eof >= 0:
+            yield revision, data[: eof + 5] + b"\n"
+
+
+def _reach_cases(files: list[bytes]) -> Iterator[tuple[Any, int, Any]]:
+    """(a fresh strict reader, a revision, that revision's reach) wherever there is one."""
+    for data in files:
+        try:
+            prefixes = list(_revision_prefixes(data))
+        except Exception:
+            continue  # not readable strictly: issued_reach is never asked for it
+        for revision, prefix in prefixes:
+            reader = PdfFileReader(BytesIO(data), strict=True)
+            reach = pdf.issued_reach(reader, revision, prefix)
+            if reach is not None:
+                yield reader, revision, reach
+
+
+def test_paths_to_each_object_are_pyhankos(corpus_forms: Path, corpus_signatures: Path) -> None:
+    """For every object of every revision of the real files (page trees of Acrobat and
+    LibreOffice forms, the DSS suite's added pages and annotations) and of a consent as
+    issued, the paths found by entering only the objects whose bytes lead to it are the
+    paths in pyHanko's own reverse index of the revision."""
+    files = [path.read_bytes() for folder in (corpus_forms, corpus_signatures)
+             for path in sorted(folder.glob("*.pdf"))]  # fmt: skip
+    files.append(
+        render_consent_body(sample_eoi(), reference="SUP-2026-00001", issued_at=datetime.now(UTC))
+    )
+    files.append(_handmade_pdf(HANDMADE))
+    compared = revisions = 0
+    for reader, revision, reach in _reach_cases(files):
+        shipped: Any = HistoricalResolver(reader, revision)
+        try:
+            with pdf.pyhanko_as_shipped():
+                shipped._load_reverse_xref_cache()
+        except Exception:
+            continue  # a broken object anywhere (only our own bytes are asked about)
+        index = shipped._indirect_object_access_cache
+        assert index is not None
+        ours = HistoricalResolver(reader, revision)
+        absent = generic.Reference(10**6, 0, reader)
+        for ref in [*index, absent]:
+            expected = index.get(ref, set())
+            assert pdf._paths_to(ours, reach, (ref.idnum, ref.generation)) == expected, ref
+            compared += bool(expected)
+        revisions += 1
+    assert revisions > 20
+    assert compared > 500
+
+
+# References as a writer may space them (any whitespace, leading zeros, right after a
+# string), a page reached from outside its tree, a cycle through a widget's /P.
+HANDMADE = {
+    1: b"<< /Type /Catalog /Pages 2 0 R /Names 7\n0\r\nR "
+    b"/Extra [ 3\t0\x0cR (s)4 0 R <41>5 0 R ] >>",
+    2: b"<< /Type /Pages /Kids [ 6 0 R ] /Count 1 >>",
+    3: b"<< /A 0005 0 R /Text (8 0 R) >>",
+    4: b"<< /B 6 0 R >>",
+    5: b"<< /C [ 3 0 R 4 0 R ] >>",
+    6: b"<< /Type /Page /Parent 2 0 R /MediaBox [ 0 0 10 10 ] /Annots [ 8 0 R ] >>",
+    7: b"<< /D 8  \n  0  \t R >>",
+    8: b"<< /Subtype /Widget /P 6 0 R /Kids [ 9 0 R ] >>",
+    9: b"<< /E 1 0 R >>",
+}
+
+
+def _handmade_pdf(objects: dict[int, bytes]) -> bytes:
+    """A one-revision PDF of ``objects`` (numbered 1…n) with its cross-reference table."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in sorted(objects.items()):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    start = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        start,
+    )
+    return bytes(out)
+
+
+def test_only_a_revision_in_plain_objects_of_the_issued_bytes_has_a_reach(handler: Any) -> None:
+    """A reach is read only from the bytes that end with the revision's own section."""
+    data = render_consent_body(
+        sample_eoi(), reference="SUP-2026-00001", issued_at=datetime.now(UTC)
+    )
+    strict = PdfFileReader(BytesIO(data), strict=True)
+    assert pdf.issued_reach(strict, 0, data) is not None
+    # another file's bytes, or a section that is not the one its startxref names
+    assert pdf.issued_reach(strict, 0, data + b"\n1 0 obj\n<<>>\nendobj\n") is None
+    elsewhere = data[: data.rfind(b"startxref")] + b"startxref\n9\n%%EOF\n"
+    assert pdf.issued_reach(strict, 0, elsewhere) is None
+    assert pdf.issued_reach(PdfFileReader(BytesIO(data), strict=False), 0, data) is None
+    # object streams: their objects are compressed, so no bytes tell what they hold
+    pdf_objects: Any = generic  # (untyped)
+    new_writer: Any = PdfFileWriter
+    writer = new_writer(stream_xrefs=True)
+    extra = pdf_objects.DictionaryObject({"/Key": pdf_objects.NumberObject(1)})
+    writer.root["/Extra"] = writer.add_object(extra, obj_stream=writer.prepare_object_stream())
+    out = BytesIO()
+    writer.write(out)
+    packed = out.getvalue()
+    reader = PdfFileReader(BytesIO(packed), strict=True)
+    assert reader.xrefs.get_xref_data(0).xrefs_in_objstm
+    assert pdf.issued_reach(reader, 0, packed) is None

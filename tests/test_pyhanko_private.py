@@ -29,6 +29,11 @@ PRIVATE: dict[str, tuple[Any, list[str]]] = {
     "_maybe_read_stream_payload": (generic, ["stream", "data", "handler"]),
     # replaced by a faster one (pdf._subsume) for plain values, called for the rest
     "_subsume_object": (HistoricalResolver, ["self", "obj"]),
+    # replaced for the issued revision of a bound consent (pdf._paths_to, a copy of the
+    # reverse index's walk that enters fewer objects: tests/test_pdf_tokens.py holds its
+    # answers to pyHanko's), called for every other revision
+    "_get_usages_of_ref": (HistoricalResolver, ["self", "ref"]),
+    "_load_reverse_xref_cache": (HistoricalResolver, ["self"]),
 }
 PACKAGE = Path(verification.__file__).parent
 

@@ -145,6 +145,39 @@ def test_accepts_sealed_consent(pki: TestPki, consent: IssuedConsent) -> None:
     assert any(c.code == "certification_broken" and c.ok for c in report.checks)
 
 
+def test_the_issued_revision_is_reviewed_through_its_own_bytes(
+    pki: TestPki, consent: IssuedConsent
+) -> None:
+    """The review of what the Commission's revision changed asks where each changed object
+    was reached from in the issued consent; that is read from the consent's bytes, and the
+    review is pyHanko's own: pyHanko's index of the whole revision is never built."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.fields import MDPPerm
+
+    from workflow.verification import pdf
+
+    sealed = _sealed(pki, consent)
+    for data in (commission_sign(sealed.data, pki), _tampered_sealed(pki, sealed)):
+        results = []
+        for issued in (sealed.data, None):
+            reader = PdfFileReader(BytesIO(data), strict=True)
+            base = sum(1 for end in pdf.xref_section_ends(reader) if end <= len(sealed.data))
+            review = pdf.ReviewOnce(issued).review_file(
+                reader, base - 1, doc_mdp=MDPPerm.FILL_FORMS
+            )
+            view = reader.get_historical_resolver(base - 1)
+            assert (view._indirect_object_access_cache is None) == (issued is not None)
+            results.append(str(review))
+        assert results[0] == results[1]
+
+
+def _tampered_sealed(pki: TestPki, sealed: IssuedConsent) -> bytes:
+    """``sealed`` with a page overlay in the revision that the Commission then signs."""
+    writer: Any = IncrementalPdfFileWriter(BytesIO(sealed.data))
+    _paint(writer)
+    return commission_sign(_write(writer), pki)
+
+
 def test_accepts_seal_that_locks_a_list_of_fields(pki: TestPki, consent: IssuedConsent) -> None:
     """A seal whose field lock names fields (a FieldMDP list) is reviewed like any other."""
     from pyhanko.sign import fields, signers

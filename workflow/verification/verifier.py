@@ -235,7 +235,7 @@ class Verifier:
         name = self.policy.field
         embedded, broken, shared = embed(reader, fields)
         context = validation_context(self.policy, self._roots, reader, embedded.values())
-        reviews = ReviewOnce()
+        reviews = ReviewOnce(issued.data if issued is not None else None)
         statuses: dict[str, Any] = {}
         failures: dict[str, str] = {}
         certification = certification_of(embedded)
