@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bench.__main__ import Run, _verification_rows, parse
+from bench.__main__ import Run, _intake_rows, _verification_rows, parse
 from bench.rounds import (
     Sample,
     drift,
@@ -105,6 +105,28 @@ def test_a_peer_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
             else "**no**"
         )
         assert two.met == "**no**"  # the 2-worker engine's rounds were steady
+
+
+def test_an_intake_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
+    """Against the floor, the engine's side is guarded too: its CPU rounds for the share of
+    the floor, each engine's rates for the 2-worker speed-up."""
+
+    def rounds(*cpu_ms: float) -> list[Sample]:
+        return [Sample(10, ms / 100, ms / 100) for ms in cpu_ms]  # 10 items a round
+
+    steady, drifted = rounds(40.0, 41.0, 40.5), rounds(40.0, 50.0, 41.0)
+    for engine, unsure in ((steady, False), (drifted, True)):
+        run = Run(parse(["--quick"]))
+        samples = {"floor": rounds(30.0, 30.2, 30.1), "1w": engine, "2w": rounds(26, 26, 26)}
+        _intake_rows(run, samples, "PostgreSQL", target=False)
+        _, one, two = run.rows
+        assert one.met == ("unreliable (engine CPU rounds differ by 25%, more than 15%)"
+                           if unsure else "**no**")  # fmt: skip
+        assert two.met == ("unreliable (1-worker engine rounds differ by 25%, more than 15%)"
+                           if unsure else "")  # fmt: skip
+        _intake_rows(run := Run(parse(["--quick"])), samples, "PostgreSQL", target=True)
+        assert run.rows[2].met == ("unreliable (1-worker engine rounds differ by 25%, more "
+                                   "than 15%)" if unsure else "**no**")  # fmt: skip
 
 
 def test_rounds_take_turns_and_keep_their_order() -> None:
