@@ -90,12 +90,15 @@ def test_a_peer_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
         samples = {
             "floor": rounds(15.0, 15.2, 15.1),
             "engine": engine,
-            "engine-2": rounds(11.0, 11.2, 11.1),
+            "engine-2": rounds(13.0, 13.2, 13.1),
             "pyhanko": rounds(500.0, 505.0, 502.0),
             "pdfsig": rounds(8.0, 8.1, 8.0),
         }
         _verification_rows(run, samples, per_round=10)
-        pyhanko, one, two = run.rows[2:5]
+        speedup, pyhanko, one, two = run.rows[1:5]
+        assert speedup.met == (
+            "unreliable (1-worker engine rounds differ by 25%, more than 15%)" if unsure else ""
+        )
         assert pyhanko.met == (
             "unreliable (engine rounds differ by 25%, more than 15%)" if unsure else "yes"
         )
