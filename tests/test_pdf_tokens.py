@@ -673,7 +673,7 @@ def _handmade_pdf(objects: dict[int, bytes]) -> bytes:
     return bytes(out)
 
 
-def test_only_a_revision_in_plain_objects_of_the_issued_bytes_has_a_reach(handler: Any) -> None:
+def test_only_a_revision_in_plain_objects_of_the_issued_bytes_has_a_reach() -> None:
     """A reach is read only from the bytes that end with the revision's own section."""
     data = render_consent_body(
         sample_eoi(), reference="SUP-2026-00001", issued_at=datetime.now(UTC)
