@@ -369,6 +369,14 @@ def _against_floor(floor: list[Sample], engine: list[Sample]) -> tuple[Spread, s
     return cpu, f"CPU {cpu.percent()} of floor; {wall_text}"
 
 
+def _speedup_doubts(speedup: Spread, one: list[Sample], two: list[Sample]) -> list[str | None]:
+    """Why a speed-up of 2 workers over 1 is unreliable: impossible on two cores, or either
+    engine's rounds drifted (1.46× and 1.68× in two runs of the same code on 2026-11-30)."""
+    return [impossible_scaling(speedup, workers=2),
+            *(drift([s.rate for s in it], what=f"{name} engine")
+              for name, it in (("1-worker", one), ("2-worker", two)))]  # fmt: skip
+
+
 def _intake_rows(
     run: Run, samples: dict[str, list[Sample]], database: str, *, target: bool
 ) -> None:
@@ -404,16 +412,14 @@ def _intake_rows(
         run.add("intake", label, _cpu_and_wall(two, "doc"), text)
         return
     speedup = pair_ratios([s.rate for s in two], [s.rate for s in one])
-    wall_drift = drift([f.wall_ms for f in floor], what="floor wall")
-    impossible = impossible_scaling(speedup, workers=2)
-    unsure = [wall_drift, *(drift([s.rate for s in it], what=f"{name} engine")
-                            for name, it in (("1-worker", one), ("2-worker", two)))]
+    doubts = [*_speedup_doubts(speedup, one, two), drift([f.wall_ms for f in floor],
+                                                          what="floor wall")]
     run.add(
         "intake", label, _cpu_and_wall(two, "doc"),
         f"{speedup.text('.2f')}× 1 worker (wall, per pair); {text}",
         "≥ 1.8× on 2 cores" if target else "",
-        verdict(speedup.median >= 1.8, impossible, *unsure) if target
-        else verdict(True, impossible, *unsure) if impossible or any(unsure) else "",
+        verdict(speedup.median >= 1.8, *doubts) if target
+        else verdict(True, *doubts) if any(doubts) else "",
     )  # fmt: skip
 
 
@@ -657,11 +663,7 @@ def _verification_rows(run: Run, samples: dict[str, list[Sample]], per_round: in
             _cpu_and_wall(ours, "consent").replace("consents/s", "accepted/s"),
             text)  # fmt: skip
     speedup = pair_ratios([t.rate for t in two], [o.rate for o in ours])
-    # No target: said only when unreliable (impossible, or either engine's rounds drifted:
-    # 1.46× and 1.68× in two runs of the same code on 2026-11-30, neither marked before).
-    doubts = [impossible_scaling(speedup, 2),
-              *(drift([s.rate for s in it], what=f"{name} engine")
-                for name, it in (("1-worker", ours), ("2-worker", two)))]
+    doubts = _speedup_doubts(speedup, ours, two)  # no target: said only when unreliable
     run.add("verify", f"{per_round} signed consents, 2 workers, {rounds} rounds",
             _cpu_and_wall(two, "consent").replace("consents/s", "accepted/s"),
             f"{speedup.text('.2f')}× one worker (wall)", "",

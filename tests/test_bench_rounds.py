@@ -78,11 +78,13 @@ def test_an_unreliable_figure_is_neither_met_nor_missed() -> None:
     assert both == "unreliable (a; b)"
 
 
+def rounds(*cpu_ms: float) -> list[Sample]:
+    """Rounds of 10 items each, taking ``cpu_ms`` per item of CPU and of wall time."""
+    return [Sample(10, ms / 100, ms / 100) for ms in cpu_ms]
+
+
 def test_a_peer_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
     """Against `pyhanko sign validate` and `pdfsig`, the engine's side is guarded too."""
-
-    def rounds(*cpu_ms: float) -> list[Sample]:
-        return [Sample(10, ms / 100, ms / 100) for ms in cpu_ms]  # 10 items a round
 
     steady, drifted = rounds(20.0, 21.0, 20.5), rounds(20.0, 25.0, 21.0)
     for engine, unsure in ((steady, False), (drifted, True)):
@@ -113,9 +115,6 @@ def test_a_peer_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
 def test_an_intake_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
     """Against the floor, the engine's side is guarded too: its CPU rounds for the share of
     the floor, each engine's rates for the 2-worker speed-up."""
-
-    def rounds(*cpu_ms: float) -> list[Sample]:
-        return [Sample(10, ms / 100, ms / 100) for ms in cpu_ms]  # 10 items a round
 
     steady, drifted = rounds(40.0, 41.0, 40.5), rounds(40.0, 50.0, 41.0)
     for engine, unsure in ((steady, False), (drifted, True)):
