@@ -12,9 +12,10 @@
   its parsing of one small JSON message.)
 - Intake beside the dashboard: one ``consentflow run`` (serving the dashboard) takes
   batches of EOIs, alternately with no one on the dashboard and while 20 clients each ask
-  for ``/office`` and ``/office/log`` once a second; the median rate with them ≥ 90 % of
-  the median without, in the same run. The engine's own CPU time per document is shown
-  beside: the dashboard is another process, so it should not move.
+  for ``/office`` and ``/office/log`` once a second; the rate with them ≥ 90 % of the
+  rate without, round by round (the median of the pairs), in the same run; unreliable when
+  either kind of batch drifted (bench/rounds.py). The engine's own CPU time per document is
+  shown beside: the dashboard is another process, so it should not move.
 
 Runnable alone: ``python -m bench.web [--quick]``; ``python -m bench`` runs it too.
 """
@@ -42,6 +43,7 @@ from bench import apply as apply_bench
 from bench.corpus import Corpus
 from bench.engine import Home, cpu_seconds, free_port, home_key, serve_web
 from bench.report import Row, percentile, render_table, status
+from bench.rounds import drift, pair_ratios, spread, verdict
 from workflow.demo_pki import DemoPki
 from workflow.states import State
 from workflow.store import Store, org_key
@@ -268,7 +270,7 @@ def intake_beside(
     add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, batch: int, rounds: int
 ) -> None:
     """EOIs per second for one ``run`` serving the dashboard, in interleaved batches without
-    and with 20 clients polling it; the ratio of the medians (the machine's speed drifts
+    and with 20 clients polling it, compared round by round (the machine's speed drifts
     between batches, and other work on it comes and goes: interleaving spreads both)."""
     home = Home(work / "web-intake", pki=pki)
     url = _listen_on(home)
@@ -315,15 +317,29 @@ def intake_beside(
                         thread.join(10)
     finally:
         home.stop()
-    quiet, polled = statistics.median(rates["quiet"]), statistics.median(rates["polled"])
-    ratio = polled / quiet
-    spread = ", ".join(f"{r:.1f}" for r in rates["polled"])
-    cpu_polled, cpu_quiet = statistics.median(cpu["polled"]), statistics.median(cpu["quiet"])
-    add("web", f"intake, {rounds}×{batch} EOIs, {CLIENTS} clients polling the dashboard "
-        "(1/s each), interleaved with batches without them",
-        f"{polled:.1f} docs/s ({spread})", f"{ratio:.0%} of {quiet:.1f} docs/s without them; "
-        f"engine CPU {cpu_polled:.1f} vs {cpu_quiet:.1f} ms/doc", "≥ 90 %",
-        status(ratio >= 0.9))  # fmt: skip
+    beside_row(add, rates, cpu, batch=batch)
+
+
+def beside_row(
+    add: Add, rates: dict[str, list[float]], cpu: dict[str, list[float]], *, batch: int
+) -> None:
+    """The intake-beside-the-dashboard row from its batches' rates (docs/s) and the engine's
+    CPU per document, each keyed ``quiet`` and ``polled`` in round order.
+
+    The ratio is the median of each round's polled rate over the quiet batch just before it
+    (bench/rounds.py); when either kind of batch drifted by more than the guard's limit over
+    the rounds, the machine's speed moved and the verdict says unreliable.
+    """
+    quiet, polled = spread(rates["quiet"]), spread(rates["polled"])
+    ratio = pair_ratios(rates["polled"], rates["quiet"])
+    cpu_polled, cpu_quiet = spread(cpu["polled"]), spread(cpu["quiet"])
+    doubts = (drift(rates["quiet"], what="batches without clients"),
+              drift(rates["polled"], what="batches with clients"))  # fmt: skip
+    add("web", f"intake, {len(rates['quiet'])}×{batch} EOIs, {CLIENTS} clients polling the "
+        "dashboard (1/s each), interleaved with batches without them",
+        f"{polled.text()} docs/s", f"{ratio.percent()} of {quiet.text()} docs/s without them; "
+        f"engine CPU {cpu_polled.median:.1f} vs {cpu_quiet.median:.1f} ms/doc", "≥ 90 %",
+        verdict(ratio.median >= 0.9, *doubts))  # fmt: skip
 
 
 def measure(add: Add, corpus: Corpus, work: Path, pki: DemoPki, *, quick: bool) -> None:

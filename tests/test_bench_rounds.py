@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from bench.__main__ import Run, _intake_rows, _verification_rows, parse
+from bench.report import Row
 from bench.rounds import (
     Sample,
     drift,
@@ -20,6 +21,7 @@ from bench.rounds import (
     tree_cpu,
     verdict,
 )
+from bench.web import beside_row
 
 
 def test_a_spread_is_the_median_and_the_extremes_of_its_rounds() -> None:
@@ -129,6 +131,33 @@ def test_an_intake_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
         _intake_rows(run := Run(parse(["--quick"])), samples, "PostgreSQL", target=True)
         assert run.rows[2].met == ("unreliable (1-worker engine rounds differ by 25%, more "
                                    "than 15%)" if unsure else "**no**")  # fmt: skip
+
+
+def test_intake_beside_the_dashboard_is_judged_by_pairs_and_guarded() -> None:
+    """Run C's row moved 16 % from A2's with no mark: either kind of batch drifting now
+    marks it, and the ratio is the median of each round's pair."""
+
+    def row(quiet: list[float], polled: list[float]) -> Row:
+        rows: list[Row] = []
+        cpu = {"quiet": [40.0] * len(quiet), "polled": [41.0] * len(polled)}
+        beside_row(lambda *a: rows.append(Row(*a)), {"quiet": quiet, "polled": polled}, cpu,
+                   batch=100)  # fmt: skip
+        (only,) = rows
+        return only
+
+    steady = row([20.0, 21.0, 20.5], [19.0, 20.0, 18.5])
+    assert steady.met == "yes"
+    assert steady.reference.startswith("95 % (90–95 %) of 20.5 (20.0–21.0) docs/s")
+    assert row([20.0, 21.0, 20.5], [17.0, 17.5, 17.2]).met == "**no**"
+    assert row([20.0, 24.0, 20.5], [19.0, 20.0, 19.5]).met == (
+        "unreliable (batches without clients rounds differ by 20%, more than 15%)"
+    )
+    assert row([20.0, 21.0, 20.5], [16.0, 20.0, 18.5]).met == (
+        "unreliable (batches with clients rounds differ by 25%, more than 15%)"
+    )
+    # A slow pair counts once: the ratio of the medians (19.5 / 24) would say a miss.
+    assert row([20.0, 24.0, 24.5], [19.5, 23.0, 23.5]).reference.startswith("96 %")
+    assert row([30.0], [20.0]).met == "**no**"  # the quick mode's single round
 
 
 def test_rounds_take_turns_and_keep_their_order() -> None:
