@@ -659,9 +659,11 @@ def _verification_rows(run: Run, samples: dict[str, list[Sample]], per_round: in
     rounds = options.rounds
     ours, two = samples["engine"], samples["engine-2"]
     _, text = _against_floor(samples["floor"], ours)
+    doubts = [drift([f.cpu_ms for f in samples["floor"]], what="floor CPU"),
+              drift([e.cpu_ms for e in ours], what="engine CPU")]  # fmt: skip
     run.add("verify", f"{per_round} signed consents, 1 worker, {rounds} rounds",
             _cpu_and_wall(ours, "consent").replace("consents/s", "accepted/s"),
-            text)  # fmt: skip
+            text, "", verdict(True, *doubts) if any(doubts) else "")  # fmt: skip
     speedup = pair_ratios([t.rate for t in two], [o.rate for o in ours])
     doubts = _speedup_doubts(speedup, ours, two)  # no target: said only when unreliable
     run.add("verify", f"{per_round} signed consents, 2 workers, {rounds} rounds",
