@@ -396,12 +396,13 @@ def _intake_rows(
     one = samples.get("1w")
     if one is not None:
         cpu, text = _against_floor(floor, one)
+        doubts = [cpu_drift, drift([e.cpu_ms for e in one], what="engine CPU")]
         run.add(
             "intake", f"{n} EOIs, 1 worker, {database}, {rounds} rounds",
             _cpu_and_wall(one, "doc"), text,
             "≥ 80 % of floor (CPU)" if not target else "",
-            verdict(cpu.median >= 0.8, cpu_drift,
-                    drift([e.cpu_ms for e in one], what="engine CPU")) if not target else "",
+            verdict(cpu.median >= 0.8, *doubts) if not target
+            else verdict(True, *doubts) if any(doubts) else "",  # no target: only a doubt
         )  # fmt: skip
     two = samples.get("2w")
     if two is None:

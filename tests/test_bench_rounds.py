@@ -131,6 +131,8 @@ def test_an_intake_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
         assert two.met == ("unreliable (1-worker engine rounds differ by 25%, more than 15%)"
                            if unsure else "")  # fmt: skip
         _intake_rows(run := Run(parse(["--quick"])), samples, "PostgreSQL", target=True)
+        assert run.rows[1].met == ("unreliable (engine CPU rounds differ by 25%, more than "
+                                   "15%)" if unsure else "")  # no target: only a doubt
         assert run.rows[2].met == ("unreliable (1-worker engine rounds differ by 25%, more "
                                    "than 15%)" if unsure else "**no**")  # fmt: skip
 
