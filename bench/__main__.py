@@ -42,6 +42,7 @@ from bench.rounds import (
     Sample,
     Spread,
     children_cpu,
+    doubt,
     drift,
     impossible_scaling,
     interleave,
@@ -401,8 +402,7 @@ def _intake_rows(
             "intake", f"{n} EOIs, 1 worker, {database}, {rounds} rounds",
             _cpu_and_wall(one, "doc"), text,
             "≥ 80 % of floor (CPU)" if not target else "",
-            verdict(cpu.median >= 0.8, *doubts) if not target
-            else verdict(True, *doubts) if any(doubts) else "",  # no target: only a doubt
+            verdict(cpu.median >= 0.8, *doubts) if not target else doubt(*doubts),
         )  # fmt: skip
     two = samples.get("2w")
     if two is None:
@@ -419,8 +419,7 @@ def _intake_rows(
         "intake", label, _cpu_and_wall(two, "doc"),
         f"{speedup.text('.2f')}× 1 worker (wall, per pair); {text}",
         "≥ 1.8× on 2 cores" if target else "",
-        verdict(speedup.median >= 1.8, *doubts) if target
-        else verdict(True, *doubts) if any(doubts) else "",
+        verdict(speedup.median >= 1.8, *doubts) if target else doubt(*doubts),
     )  # fmt: skip
 
 
@@ -664,13 +663,13 @@ def _verification_rows(run: Run, samples: dict[str, list[Sample]], per_round: in
               drift([e.cpu_ms for e in ours], what="engine CPU")]  # fmt: skip
     run.add("verify", f"{per_round} signed consents, 1 worker, {rounds} rounds",
             _cpu_and_wall(ours, "consent").replace("consents/s", "accepted/s"),
-            text, "", verdict(True, *doubts) if any(doubts) else "")  # fmt: skip
+            text, "", doubt(*doubts))  # fmt: skip
     speedup = pair_ratios([t.rate for t in two], [o.rate for o in ours])
     doubts = _speedup_doubts(speedup, ours, two)  # no target: said only when unreliable
     run.add("verify", f"{per_round} signed consents, 2 workers, {rounds} rounds",
             _cpu_and_wall(two, "consent").replace("consents/s", "accepted/s"),
             f"{speedup.text('.2f')}× one worker (wall)", "",
-            verdict(True, *doubts) if any(doubts) else "")  # fmt: skip
+            doubt(*doubts))  # fmt: skip
     if "pyhanko" in samples:
         peer = samples["pyhanko"]
         by_cpu = pair_ratios([p.cpu_ms for p in peer], [e.cpu_ms for e in ours])

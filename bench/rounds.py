@@ -23,7 +23,7 @@ The statistics are pure functions of the samples; the clocks at the end read the
 of this process, of its reaped children, and of another process's tree from ``/proc``.
 Any bench part can use them: ``interleave`` runs the rounds, ``spread`` and
 ``pair_ratios`` make the figures, ``drift`` and ``impossible_scaling`` guard them and
-``verdict`` writes the table's last column.
+``verdict`` (``doubt`` for a figure without a target) writes the table's last column.
 """
 
 from __future__ import annotations
@@ -178,6 +178,11 @@ def verdict(ok: bool, *reasons: str | None) -> str:
     if why:
         return f"unreliable ({'; '.join(why)})"
     return "yes" if ok else "**no**"
+
+
+def doubt(*reasons: str | None) -> str:
+    """The ``met`` column of a figure without a target: empty, or ``unreliable (why)``."""
+    return verdict(True, *reasons) if any(reasons) else ""
 
 
 def interleave(

@@ -13,6 +13,7 @@ from bench.__main__ import Run, _intake_rows, _verification_rows, parse
 from bench.report import Row
 from bench.rounds import (
     Sample,
+    doubt,
     drift,
     impossible_scaling,
     interleave,
@@ -78,6 +79,9 @@ def test_an_unreliable_figure_is_neither_met_nor_missed() -> None:
     assert met == missed == "unreliable (floor rounds differ by 90%, more than 15%)"
     both = verdict(True, "a", "b")
     assert both == "unreliable (a; b)"
+    # A figure without a target says nothing unless it is unreliable.
+    assert doubt(None, None) == ""
+    assert doubt(None, drift([30.1, 57.2])) == met
 
 
 def rounds(*cpu_ms: float) -> list[Sample]:
