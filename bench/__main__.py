@@ -68,6 +68,7 @@ class Options:
     scale_n: int
     latency_valid: int
     latency_invalid: int
+    verify_n: int
     pyhanko_files: int
     pdfsig_files: int
     idle_s: float
@@ -112,6 +113,11 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--scale-n", type=int, help="files in the 4-worker burst (default 2000; quick 40)"
     )
+    parser.add_argument(
+        "--verify-n",
+        type=int,
+        help="signed consents per verification round (default 300; quick: from -n)",
+    )
     parser.add_argument("--idle-s", type=float, help="idle measurement (default 60 s; quick 5)")
     parser.add_argument(
         "--rounds", type=int, help="interleaved rounds of each comparison (default 3; quick 2)"
@@ -127,6 +133,7 @@ def parse(argv: list[str] | None) -> Options:
     n = args.n or (20 if quick else 1000)
     memory_n = args.memory_n or (2 * n if quick else max(10_000, n))
     results = args.results or (None if quick else RESULTS)
+    rounds = args.rounds or (2 if quick else 3)
     return Options(
         quick=quick,
         n=n,
@@ -134,16 +141,27 @@ def parse(argv: list[str] | None) -> Options:
         scale_n=args.scale_n or (40 if quick else 2000),
         latency_valid=5 if quick else 200,
         latency_invalid=2 if quick else 50,
+        verify_n=args.verify_n or (verify_round(n, rounds) if quick else 300),
         pyhanko_files=2 if quick else 25,
-        pdfsig_files=5 if quick else 200,
+        pdfsig_files=5 if quick else 300,
         idle_s=args.idle_s or (3.0 if quick else 60.0),
         floor_docs=3 if quick else 40,
         profile_docs=0 if quick else 100,
         bases=2 if quick else 12,
-        rounds=args.rounds or (2 if quick else 3),
+        rounds=rounds,
         results=results,
         keep=bool(args.keep),
     )
+
+
+# Signed consents each engine verifies before the verification rounds: its first
+# verification pays imports and caches a service pays once.
+_WARM = 4
+
+
+def verify_round(n: int, rounds: int) -> int:
+    """Signed consents per verification round when a run verifies ``n`` in all."""
+    return max(1, (n - _WARM) // rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -580,24 +598,25 @@ def _peers(
 def _verification(
     run: Run, home: Home, floor_round: Callable[[int], Sample], work: Path, corpus: Corpus
 ) -> None:
-    """Interleaved rounds: pyHanko's own validation (the floor), the engine verifying a batch
-    of signed consents with one worker (``home``) and with two (a second home, which issues
-    its own consents first), ``pdfsig`` and ``pyhanko sign validate`` per file on the same
-    files. Each engine verifies a few consents before the rounds: its first verification
-    pays imports and caches a service pays once."""
+    """Interleaved rounds: pyHanko's own validation (the floor), the engine verifying
+    ``verify_n`` signed consents with one worker (``home``, which issues more consents first
+    if its intake rounds issued too few) and with two (a second home, which issues its own),
+    ``pdfsig`` and ``pyhanko sign validate`` per file on the same files. Each engine
+    verifies a few consents before the rounds (``_WARM``)."""
     options = run.options
     rounds = options.rounds
-    warm = 4
-    issued = sorted((home.root / "outbox").glob("SUP-*.pdf"))
-    per_round = max(1, (min(options.n, len(issued)) - warm) // rounds)
+    warm = _WARM
+    per_round = options.verify_n
     need = warm + per_round * rounds
     two = Home(work / "verify-2", pki=home.pki)
     try:
+        issued = _issued(home)
+        if issued < need:  # the intake rounds issued fewer: issue the rest in the same home
+            _step(f"verification: the 1-worker engine issuing {need - issued} more consents")
+            _issue(home, corpus, need - issued, first=700_000, total=need)
         _step(f"verification: a 2-worker engine issuing {need} consents")
         two.start(2)
-        indexes = [i for i in range(800_000, 800_000 + 3 * need) if corpus.is_valid(i)][:need]
-        two.drop(two.stage((f"eoi-{i:06d}.pdf", corpus.doc(i)) for i in indexes), "inbox")
-        two.wait_idle("inbox", done=lambda: two.count("outbox") >= need, timeout=60 + 2.0 * need)
+        _issue(two, corpus, need, first=800_000, total=need)
         _step(f"verification: signing {2 * need} consents with the demo Commission key")
         commission = Signer.from_p12(home.pki.signer_p12)
         signed = {
@@ -648,6 +667,19 @@ def _verification(
     finally:
         two.stop()
     _verification_rows(run, samples, per_round)
+
+
+def _issue(home: Home, corpus: Corpus, count: int, *, first: int, total: int) -> None:
+    """Drop ``count`` valid EOIs (corpus indexes from ``first``) into ``home``'s running
+    engine and wait until its outbox holds ``total`` consents."""
+    indexes = [i for i in range(first, first + 3 * count) if corpus.is_valid(i)][:count]
+    home.drop(home.stage((f"eoi-{i:06d}.pdf", corpus.doc(i)) for i in indexes), "inbox")
+    home.wait_idle("inbox", done=lambda: _issued(home) >= total, timeout=60 + 2.0 * count)
+
+
+def _issued(home: Home) -> int:
+    """Consents in ``home``'s outbox."""
+    return sum(1 for _ in (home.root / "outbox").glob("SUP-*.pdf"))
 
 
 def _verification_rows(run: Run, samples: dict[str, list[Sample]], per_round: int) -> None:

@@ -138,7 +138,8 @@ def render_results(run: Run, table: str, argv: list[str] | None) -> str:
         f"Sizes: {options.n} EOIs per intake run (1 in 10 invalid), memory up to "
         f"{options.memory_n} documents, a burst of {options.scale_n} files for 4 workers, "
         f"latency {options.latency_valid} valid + "
-        f"{options.latency_invalid} invalid files one at a time, `pyhanko sign validate` on "
+        f"{options.latency_invalid} invalid files one at a time, {options.verify_n} signed "
+        "consents per verification round, `pyhanko sign validate` on "
         f"{options.pyhanko_files} files and `pdfsig` on {options.pdfsig_files}, idle "
         f"{options.idle_s:.0f} s. Every engine is a real `consentflow run` process on a fresh "
         'home folder with the demo PKI, the office seal and `review = "auto"`; 2 workers '
