@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC
@@ -320,6 +322,31 @@ def test_async_entry_point_inside_running_loop(pki: TestPki, consent: IssuedCons
         return await verifier.verify(signed, lookup_for(consent))
 
     assert asyncio.run(main()).accepted
+
+
+def test_one_event_loop_per_thread_closed_with_its_thread(
+    pki: TestPki, consent: IssuedConsent
+) -> None:
+    """verify_sync runs pyHanko's coroutines on its thread's loop, made once per thread
+    (asyncio.run made and closed a loop per file) and closed when the thread ends."""
+    from workflow.verification.verifier import _runner
+
+    signed = commission_sign(consent.data, pki)
+    verifier = Verifier(policy(pki))
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def verify_twice() -> None:
+        for _ in range(2):
+            assert verifier.verify_sync(signed, lookup_for(consent)).accepted
+            loops.append(_runner().get_loop())
+
+    thread = threading.Thread(target=verify_twice)
+    thread.start()
+    thread.join()
+    assert len(loops) == 2 and loops[0] is loops[1]
+    assert _runner().get_loop() is not loops[0]  # this thread has a loop of its own
+    gc.collect()
+    assert loops[0].is_closed()
 
 
 def test_pdfsig_signature_accepted(pki: TestPki, consent: IssuedConsent, tmp_path: Path) -> None:
