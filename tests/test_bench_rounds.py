@@ -236,9 +236,9 @@ def test_tree_cpu_counts_a_grandchild_alive_and_after_it_ended() -> None:
 
 
 def test_verification_rounds_are_sized_apart_from_the_intake_runs() -> None:
-    # Rounds of 98 consents moved by 21-43 % on 2026-11-30; rounds of 300 stayed within 8 %
-    # on the same machine the same hour (bench/HISTORY.md), so a full run verifies 300 a
-    # round, however few EOIs its intake runs take.
+    # Rounds of 88 to 98 consents and of 200 `pdfsig` files lasted a second or two and
+    # drifted apart by up to 43 % on a shared machine (bench/HISTORY.md), so a full run
+    # verifies 300 a round, however few EOIs its intake runs take.
     assert parse(["-n", "300"]).verify_n == 300
     assert parse(["-n", "300"]).pdfsig_files == 300
     assert parse(["--verify-n", "120"]).verify_n == 120
