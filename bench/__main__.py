@@ -610,7 +610,7 @@ def _verification(
     need = warm + per_round * rounds
     two = Home(work / "verify-2", pki=home.pki)
     try:
-        issued = _issued(home)
+        issued = home.count("outbox")  # the consents its intake rounds issued
         if issued < need:  # the intake rounds issued fewer: issue the rest in the same home
             _step(f"verification: the 1-worker engine issuing {need - issued} more consents")
             _issue(home, corpus, need - issued, first=700_000, total=need)
@@ -674,12 +674,7 @@ def _issue(home: Home, corpus: Corpus, count: int, *, first: int, total: int) ->
     engine and wait until its outbox holds ``total`` consents."""
     indexes = [i for i in range(first, first + 3 * count) if corpus.is_valid(i)][:count]
     home.drop(home.stage((f"eoi-{i:06d}.pdf", corpus.doc(i)) for i in indexes), "inbox")
-    home.wait_idle("inbox", done=lambda: _issued(home) >= total, timeout=60 + 2.0 * count)
-
-
-def _issued(home: Home) -> int:
-    """Consents in ``home``'s outbox."""
-    return sum(1 for _ in (home.root / "outbox").glob("SUP-*.pdf"))
+    home.wait_idle("inbox", done=lambda: home.count("outbox") >= total, timeout=60 + 2.0 * count)
 
 
 def _verification_rows(run: Run, samples: dict[str, list[Sample]], per_round: int) -> None:
