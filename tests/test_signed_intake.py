@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from tests.processes import wait_for
 from workflow.cli import app
 from workflow.config import load_settings
 from workflow.engine import Engine
+from workflow.intake import Claimed
 
 runner = CliRunner()
 
@@ -127,3 +130,27 @@ def test_unknown_document_is_not_issued_here(home: Path, engine: Engine) -> None
     assert error["code"] == "wrong_folder"
     assert cli(home, "verify", str(home / "failed" / "stranger.pdf"))[0] == 1
     assert cli(home, "verify", str(home / "consentflow.toml"))[0] == 2
+
+
+def test_a_file_another_worker_finished_changes_nothing(home: Path, engine: Engine) -> None:
+    """A signed copy whose ledger row is no longer claimed (another worker finished it after
+    this one's lease lapsed) is verified, then left alone: no report, no state change."""
+    reference, consent = _issue(home, engine)
+    signed = home / "signed-by-commission.pdf"
+    commission = str(home / "pki" / "commission-signer.p12")
+    assert cli(home, "sign", str(consent), str(signed), "--p12", commission)[0] == 0
+    data = signed.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    with engine.store.tx() as tx:
+        item_id = tx.claim_item(
+            folder="signed", original_name="late.pdf", claimed_name="late.pdf",
+            size=len(data), owner="another", lease_until=datetime.now(UTC),
+        )  # fmt: skip
+    with engine.store.tx() as tx:
+        tx.finish(item_id, status="done", outcome=reference, sha256=sha256)
+
+    claimed = Claimed(item_id, "signed", signed, "late.pdf", len(data), data=data, sha256=sha256)
+    assert engine.applications.receive_signed(claimed) == "already done"
+    detail = json.loads(cli(home, "show", reference, "--json")[1])
+    assert detail["state"] == "consent_issued"
+    assert detail["signature_reports"] == []

@@ -174,3 +174,24 @@ def test_audit_verify_detects_a_removed_last_event(store: Store) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("DELETE FROM events WHERE id = :id"), {"id": last.id})
     assert not store.verify_chain().ok
+
+
+def test_a_ledger_row_is_finished_by_its_status_alone(store: Store) -> None:
+    """`item_status` and `finish`, the processors' Core statements, read and write the
+    same row that `get_item` loads."""
+    with store.tx() as tx:
+        item_id = tx.claim_item(
+            folder="signed", original_name="a.pdf", claimed_name="a.pdf", size=3,
+            owner="w1", lease_until=datetime(2026, 11, 30, 12, tzinfo=UTC),
+        )  # fmt: skip
+        assert tx.item_status(item_id) == "claimed"
+        assert tx.item_status(item_id + 1) is None
+    with store.tx() as tx:
+        tx.finish(item_id, status="done", outcome="SUP-2026-00001", sha256="b" * 64)
+    with store.tx() as tx:
+        assert tx.item_status(item_id) == "done"
+        item = tx.get_item(item_id, lock=False)
+        assert item is not None
+        assert (item.status, item.outcome, item.sha256) == ("done", "SUP-2026-00001", "b" * 64)
+        assert item.lease_until is None
+        assert item.finished_at is not None and item.finished_at.tzinfo is not None

@@ -281,9 +281,9 @@ class Applications:
         evidence = report_json.pop("etsi_report_xml", None)
         failed = [check for check in report.checks if not check.ok]
         with self.store.tx() as tx:
-            item = tx.get_item(claimed.item_id)
-            if item is None or item.status != "claimed":
-                return f"already {item.status if item else 'gone'}"
+            status = tx.item_status(claimed.item_id)
+            if status != "claimed":
+                return f"already {status or 'gone'}"
             app = tx.get_application(report.reference) if report.reference else None
             if report.accepted and app is not None and app.state == State.CONSENT_ISSUED:
                 assert app.id is not None
@@ -315,7 +315,7 @@ class Applications:
                         "file": claimed.original_name,
                     },
                 )
-                tx.finish_item(item, status="done", outcome=app.reference, sha256=sha256)
+                tx.finish(claimed.item_id, status="done", outcome=app.reference, sha256=sha256)
                 return f"{app.reference} signed by {report.signer_subject}"
             if report.accepted and app is not None:
                 reason = f"{app.reference} is already {app.state}; this signed copy changes nothing"
