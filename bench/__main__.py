@@ -431,8 +431,10 @@ def _intake_rows(
         run.add("intake", label, _cpu_and_wall(two, "doc"), text)
         return
     speedup = pair_ratios([s.rate for s in two], [s.rate for s in one])
-    doubts = [*_speedup_doubts(speedup, one, two), drift([f.wall_ms for f in floor],
-                                                          what="floor wall")]
+    doubts = [
+        *_speedup_doubts(speedup, one, two),
+        drift([f.wall_ms for f in floor], what="floor wall"),
+    ]
     run.add(
         "intake", label, _cpu_and_wall(two, "doc"),
         f"{speedup.text('.2f')}× 1 worker (wall, per pair); {text}",

@@ -186,7 +186,6 @@ def _rewrite_plainly(store: Store, event_id: int | None, **changes: str) -> None
         connection.execute(text("UPDATE chain_head SET last_hash = :h"), {"h": previous})
 
 
-
 # -- what `audit verify` checks: each tampering of issue 15 ------------------------------------
 
 

@@ -15,13 +15,25 @@ EU = ("AT", "BE", "DE", "FI", "GR", "PL")
 
 #: An eligible supporter: national network in Greece with 42 members.
 BASE = EOI(
-    org_name="Ελληνικό Δίκτυο Πόλεων", org_acronym="ΕΔΠ", org_type=OrgType.NATIONAL_NETWORK,
-    country="GR", address_street="Łódzka 15", address_postcode="00-950", address_city="Αθήνα",
-    website="https://example.eu", member_count=42, contact_name="Съюз на общините",
-    contact_position="Директор", contact_email="office@example.eu",
-    contact_phone="+302101234567", representative_name="Νικόλαος",
-    representative_position="Президент", services="Ενημέρωση των μελών για το Σύμφωνο.",
-    languages=None, date="2026-03-15", place="Łódź",
+    org_name="Ελληνικό Δίκτυο Πόλεων",
+    org_acronym="ΕΔΠ",
+    org_type=OrgType.NATIONAL_NETWORK,
+    country="GR",
+    address_street="Łódzka 15",
+    address_postcode="00-950",
+    address_city="Αθήνα",
+    website="https://example.eu",
+    member_count=42,
+    contact_name="Съюз на общините",
+    contact_position="Директор",
+    contact_email="office@example.eu",
+    contact_phone="+302101234567",
+    representative_name="Νικόλαος",
+    representative_position="Президент",
+    services="Ενημέρωση των μελών για το Σύμφωνο.",
+    languages=None,
+    date="2026-03-15",
+    place="Łódź",
 )
 
 
@@ -85,7 +97,10 @@ def test_all_findings_at_once_in_order() -> None:
     eoi = replace(BASE, org_type=OrgType.COMPANY, country="CH", member_count=1)
     found = eligibility_findings(eoi, eligible_countries=EU, open_application="SUP-2026-00041")
     assert [f.code for f in found] == [
-        "org_type_ineligible", "country_not_eligible", "too_few_members", "open_application",
+        "org_type_ineligible",
+        "country_not_eligible",
+        "too_few_members",
+        "open_application",
     ]
     assert "company" in found[0].message
     assert "CH" in found[1].message

@@ -23,7 +23,10 @@ TEXTS = Path(__file__).resolve().parent.parent / "forms" / "texts"
 def valid_values(**changes: FieldValue) -> dict[str, FieldValue]:
     """A complete, valid form as the reader returns it, with ``changes`` applied."""
     values: dict[str, FieldValue] = {
-        **HIDDEN, **TEXT_VALUES, **CHECKED, "date": TODAY.isoformat(),
+        **HIDDEN,
+        **TEXT_VALUES,
+        **CHECKED,
+        "date": TODAY.isoformat(),
     }
     values.update(changes)
     return values
@@ -245,8 +248,14 @@ def test_failed_field_keeps_its_text() -> None:
 def test_all_problems_are_reported_at_once_in_field_order() -> None:
     """Every faulty field is reported, in the order of the form, not only the first."""
     result = check(
-        place=None, date="2099-01-01", commit_media=False, contact_phone="12345",
-        member_count="0", org_name=None, website="ftp://x.org", country="Atlantis",
+        place=None,
+        date="2099-01-01",
+        commit_media=False,
+        contact_phone="12345",
+        member_count="0",
+        org_name=None,
+        website="ftp://x.org",
+        country="Atlantis",
     )
     assert [(p.field, p.code) for p in result.problems] == [
         ("org_name", "required"),
@@ -338,7 +347,9 @@ def test_problem_json_shape() -> None:
     """A problem serialises to exactly {field, code, message} with plain strings."""
     (problem,) = check(place=None).problems
     assert problem.to_json() == {
-        "field": "place", "code": "required", "message": problem.message,
+        "field": "place",
+        "code": "required",
+        "message": problem.message,
     }
     assert type(problem.to_json()["code"]) is str
 
@@ -356,8 +367,18 @@ def test_validation_json_shape() -> None:
 def test_problem_codes_are_the_spec_codes() -> None:
     """The stable codes include every code SPEC §4 names."""
     spec = {
-        "required", "too_long", "email", "phone", "url", "country", "integer", "choice",
-        "date", "date_future", "date_stale", "unchecked",
+        "required",
+        "too_long",
+        "email",
+        "phone",
+        "url",
+        "country",
+        "integer",
+        "choice",
+        "date",
+        "date_future",
+        "date_stale",
+        "unchecked",
     }
     assert spec <= {code.value for code in ProblemCode}
     assert Problem("x", ProblemCode.URL, "m").to_json()["code"] == "url"
@@ -365,8 +386,15 @@ def test_problem_codes_are_the_spec_codes() -> None:
 
 #: Every placeholder validate() fills in (see the header of messages.toml).
 PLACEHOLDERS = {
-    "label", "value", "today_iso", "today_dotted", "length", "max_len", "min_len",
-    "max_value", "max_age_days",
+    "label",
+    "value",
+    "today_iso",
+    "today_dotted",
+    "length",
+    "max_len",
+    "min_len",
+    "max_value",
+    "max_age_days",
 }
 
 

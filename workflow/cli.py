@@ -632,13 +632,9 @@ def user_list(as_json: JsonOpt = False) -> None:
         _print_json(rows)
         return
     for row in rows:
-        _say(
-            f"{row['name']:<24} {row['role']:<11} {'disabled' if row['disabled'] else 'enabled'}"
-        )
+        _say(f"{row['name']:<24} {row['role']:<11} {'disabled' if row['disabled'] else 'enabled'}")
     if not rows:
-        _say(
-            "no users (`consentflow run` or `web` prints a link that creates the first admin)"
-        )
+        _say("no users (`consentflow run` or `web` prints a link that creates the first admin)")
 
 
 @user_app.command("disable")

@@ -1040,9 +1040,13 @@ class Store:
     ) -> Iterator[tuple[str, str, str, str | None, str | None]]:
         """``(reference, state, EOI, issued, signed SHA-256)`` of every application."""
         apps = _APPLICATIONS.c
-        query = core_select(
-            apps.reference, apps.state, apps.eoi_sha256, apps.issued_sha256, apps.signed_sha256
-        ).where(apps.reference.is_not(None)).order_by(apps.id)
+        query = (
+            core_select(
+                apps.reference, apps.state, apps.eoi_sha256, apps.issued_sha256, apps.signed_sha256
+            )
+            .where(apps.reference.is_not(None))
+            .order_by(apps.id)
+        )
         with self._reader.connect() as connection:
             rows = connection.execution_options(yield_per=2000).execute(query)
             yield from rows
@@ -1094,9 +1098,7 @@ class Store:
         return AuditResult(True, count, None, "")
 
 
-def _event_problem(
-    row: EventRow, key: AuditKey, *, keyed: bool, position: int
-) -> tuple[str, bool]:
+def _event_problem(row: EventRow, key: AuditKey, *, keyed: bool, position: int) -> tuple[str, bool]:
     """What is wrong with one event of the chain (empty when nothing is), and whether the
     chain is keyed from this event on."""
     if hmac.compare_digest(event_hash(row, key), row.hash):
