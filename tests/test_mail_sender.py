@@ -23,6 +23,7 @@ from tests.conftest import REPO
 from tests.processes import wait_for
 from tests.smtpserver import SmtpServer
 from workflow.config import Settings, load_settings
+from workflow.lifecycle.mail import KINDS as SUPPORTER_KINDS
 from workflow.mail_sender import MailService, Sender, send_reminders
 from workflow.notifications import APPLICANT, COMMISSION, OFFICE, WHO_IS_TOLD
 from workflow.states import State
@@ -333,6 +334,15 @@ def test_readme_table_is_the_code_table() -> None:
     assert {(event, READERS[who], kind) for event, who, kind in rows} == {
         (rule.event, rule.recipient, rule.kind) for rule in WHO_IS_TOLD
     }
+
+
+def test_readme_supporter_table_is_the_lifecycle_kinds() -> None:
+    """The README's table of what the supporter is told names each message kind of
+    `workflow.lifecycle.mail` once, and no other."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("### What the supporter is told", 1)[1].split("\n#", 1)[0]
+    kinds = re.findall(r"^\|[^|]*\| `([a-z_]+)`", section, flags=re.MULTILINE)
+    assert sorted(kinds) == sorted(SUPPORTER_KINDS)
 
 
 @pytest.mark.parametrize("row", _readme_rows(), ids=lambda row: f"{row[0]}:{row[2]}")
