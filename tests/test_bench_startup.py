@@ -25,3 +25,42 @@ def test_startup_part_measures_every_command(tmp_path: Path) -> None:
     assert text.count(startup.BEGIN) == 1
     assert "earlier text" in text
     assert "consentflow status (50 applications)" in text
+
+
+def _timings(**rounds: tuple[float, ...]) -> list[startup.Timing]:
+    labels = {"python_c_pass": "python -c pass", "pyhanko_help": "pyhanko --help", "help": "--help"}
+    return [startup.Timing(labels.get(name, name), values) for name, values in rounds.items()]
+
+
+def test_startup_ratios_are_medians_of_round_pairs_and_say_when_rounds_drift() -> None:
+    # Round 2 is a slow minute for every process and round 3 a slow start of --help: the
+    # median pair says 4.0 and 0.25, the ratio of the medians would say 4.4 and 0.275.
+    steady = _timings(
+        python_c_pass=(0.025, 0.030, 0.025),
+        pyhanko_help=(0.40, 0.48, 0.40),
+        help=(0.10, 0.12, 0.11),
+        status=(0.25, 0.30, 0.26),
+        show=(0.20, 0.24, 0.21),
+        check=(0.35, 0.42, 0.36),
+    )
+    rows = {row.measure: row for row in startup.rows(steady, applications=10)}
+    help_row = rows["consentflow --help"]
+    assert help_row.reference == (
+        "4.0 (4.0–4.4)× python -c pass (unreliable: python -c pass rounds differ by 20%, "
+        "more than 15%; consentflow --help rounds differ by 20%, more than 15%); "
+        "0.25 (0.25–0.27)× pyhanko --help (unreliable: pyhanko --help rounds differ by 20%, "
+        "more than 15%; consentflow --help rounds differ by 20%, more than 15%)"
+    )
+    assert help_row.measured == "110 ms"  # the median round
+    assert help_row.met == "yes (yes scaled)"  # issue 16's budget, judged on the median
+    quiet = _timings(
+        python_c_pass=(0.025, 0.026, 0.025),
+        pyhanko_help=(0.40, 0.41, 0.40),
+        help=(0.10, 0.11, 0.10),
+        status=(0.25, 0.26, 0.25),
+        show=(0.20, 0.21, 0.20),
+        check=(0.35, 0.36, 0.35),
+    )
+    rows = {row.measure: row for row in startup.rows(quiet, applications=10)}
+    assert "unreliable" not in rows["consentflow status (10 applications)"].reference
+    assert rows["consentflow status (10 applications)"].reference.startswith("10.0 (")
