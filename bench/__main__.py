@@ -245,7 +245,9 @@ def _measure(run: Run, work: Path) -> None:
     _idle(run, work, main_home)
     _step("startup: --help, status, show, check against python -c pass and pyhanko --help")
     apps = 1000 if options.quick else 10_000
-    timings = startup.measure(work, applications=apps, runs=3 if options.quick else 7)
+    timings = startup.measure(
+        work, applications=apps, rounds=2 if options.quick else 5, starts=2 if options.quick else 5
+    )
     run.rows.extend(startup.rows(timings, applications=apps))
     _step("web: pages at scale, the live log, intake beside the dashboard (bench/web.py)")
     web.measure(run.add, corpus, work, main_home.pki, quick=options.quick)
