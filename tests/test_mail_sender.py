@@ -137,10 +137,13 @@ def test_permanent_refusal_is_failed_not_sent(
     smtp.reply = "554 5.7.1 rejected for policy reasons"
     reference = new_application(store)
     move(store, reference, State.AWAITING_REVIEW)
+    [queued] = store.notifications()
+    assert "status_path" in queued.context  # the link, until the message is sent or given up
     Sender(store, settings).send_due()
     [row] = store.notifications()
     assert row.status == "failed" and row.last_error is not None and "554" in row.last_error
     assert any(event.kind == "mail_failed" for event in store.events(reference=reference))
+    assert "status_path" not in row.context and row.context["reference"] == reference
 
 
 def test_smtp_down_for_30_s_then_each_message_once(
@@ -488,6 +491,32 @@ def test_received_message_carries_a_working_status_link(
     assert app is not None
     with Session(store.engine) as session:
         assert status_links.resolve(session, found.group(1)) == app.id
+    # Once sent, the link is in the applicant's mailbox only: the outbox row dropped it, and
+    # nothing in the database holds the token (the tokens table has its SHA-256).
+    with sqlite3.connect(tmp_path / "cf.db") as connection:
+        dump = "\n".join(connection.iterdump())
+    assert found.group(1) not in dump
+    assert reference in dump
+
+
+def test_a_sent_supporter_link_is_kept_in_the_mailbox_only(
+    tmp_path: Path, store: Store, smtp: SmtpServer
+) -> None:
+    """The profile invitation carries the supporter's link; once the server accepted it,
+    the database holds the link's SHA-256 only, as for an applicant's status link."""
+    from tests.test_supporters import make_signed
+    from workflow.lifecycle.service import Lifecycle
+
+    settings = settings_for(tmp_path, store.url, smtp)
+    reference = make_signed(store, "Linked Network")
+    link = Lifecycle(store, settings).create_profile(reference, actor="anna")
+    with sqlite3.connect(tmp_path / "cf.db") as connection:
+        assert link.token in "\n".join(connection.iterdump())  # queued: the row needs it
+    Sender(store, settings).send_due()
+    bodies = [message.get_body(("plain",)) for message in smtp.messages()]
+    assert [body for body in bodies if body and link.token in body.get_content()]
+    with sqlite3.connect(tmp_path / "cf.db") as connection:
+        assert link.token not in "\n".join(connection.iterdump())
 
 
 def test_a_new_sender_knows_every_kind_other_processes_queue(tmp_path: Path) -> None:

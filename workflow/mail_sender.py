@@ -44,6 +44,7 @@ from workflow.notifications import (
     enqueue,
     load_kinds,
     render,
+    without_links,
 )
 from workflow.states import Actor, State
 from workflow.store import EventRow, Notification, Store
@@ -380,6 +381,7 @@ class Sender:
             row = tx.session.get(Notification, item.id, with_for_update=True)
             assert row is not None
             row.status = "accepted"
+            row.context = without_links(row.context)  # the link went out; it is not kept
             row.accepted_at = tx.now()
             row.smtp_reply = reply
             row.last_error = None
@@ -406,6 +408,7 @@ class Sender:
             row.lease_until = None
             if give_up:
                 row.status = "failed"
+                row.context = without_links(row.context)  # never sent again
                 tx.append_event(
                     "mail_failed",
                     actor=Actor.SYSTEM,

@@ -137,6 +137,19 @@ _STATUS_LINE = {
 _DOWNLOAD_LINE = {"en": " (or download it: {url})", "fi": " (tai ladatkaa se: {url})"}
 
 
+#: Context values that open a page by themselves: an applicant's status link
+#: (``status_path``, workflow/status_links.py) and a supporter's profile or feedback link
+#: (``link``, workflow/lifecycle). The outbox row needs them until its message is sent,
+#: and drops them once the SMTP server accepted it or it was given up (`without_links`):
+#: a copy of the database then opens no page through a message already sent.
+LINK_KEYS = ("status_path", "link")
+
+
+def without_links(context: Mapping[str, Any]) -> dict[str, Any]:
+    """``context`` less its `LINK_KEYS`, for a message that will not be sent again."""
+    return {key: value for key, value in context.items() if key not in LINK_KEYS}
+
+
 def render(kind: str, lang: str, context: Mapping[str, str], *, public_url: str = "") -> Rendered:
     """The message of ``kind`` in ``lang`` (English when the kind lacks it) for ``context``.
 

@@ -3,9 +3,10 @@
 A link carries a random token (256 bits, URL-safe), never a guessable reference. Only
 its SHA-256 is stored, in the ``tokens`` table with purpose ``status`` (the table was
 made for the public pages' links too): a copy of the database opens no application's
-page. A link expires :data:`LIFETIME` after it was made and can be revoked. A plain
-hash suffices where a password needs Argon2: the token has 256 random bits, there is
-nothing to guess.
+page. The message that hands a link out holds it in the outbox until the SMTP server
+accepts it (or it is given up), and no longer (``notifications.LINK_KEYS``). A link
+expires :data:`LIFETIME` after it was made and can be revoked. A plain hash suffices
+where a password needs Argon2: the token has 256 random bits, there is nothing to guess.
 
 Both functions work inside the caller's transaction (a :class:`sqlmodel.Session`, e.g.
 ``Tx.session``), so a link is made in the same commit as the event or message that
