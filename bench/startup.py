@@ -201,7 +201,7 @@ def rows(timings: list[Timing], applications: int = 10_000) -> list[Row]:
     return out
 
 
-def section(table: list[Row], command: str) -> str:
+def section(table: list[Row], command: str, *, rounds: int = 5, starts: int = 5) -> str:
     """The Markdown section of RESULTS.md for these rows."""
     lines = [
         BEGIN,
@@ -209,7 +209,8 @@ def section(table: list[Row], command: str) -> str:
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}`: each command a "
         "fresh process, after one warm-up, in interleaved rounds with the two references "
-        "(each round starts every command in turn, five times over), on the machine below. "
+        f"({rounds} rounds, each starting every command in turn, {starts} times over), on the "
+        "machine below. "
         "A time is the median of all its starts; a ratio is the median of the rounds' "
         "ratios of each command's fastest start in the round, marked unreliable when those "
         "differ by more than 15 % between rounds on either side. A budget is also given scaled by "
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = section(table, "python -m bench.startup")
+    text = section(table, "python -m bench.startup", rounds=args.rounds, starts=args.starts)
     print(text)
     if not args.no_results:
         write_section(args.results, text)
