@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.rounds import DRIFT_LIMIT
+from bench.rounds import DRIFT_LIMIT, spread
 
 #: The first ratio of a part: a number, its range in parentheses if any, then % or ×.
 _RATIO = re.compile(r"(\d+(?:\.\d+)?) ?(?:\([^()]*\))? ?(%|×)")
@@ -73,10 +73,7 @@ class Line:
         """The larger over the smaller, less one; None unless both runs have the ratio."""
         if self.old is None or self.new is None:
             return None
-        low, high = sorted((self.old.value, self.new.value))
-        if low <= 0:
-            return 0.0 if high == low else float("inf")
-        return high / low - 1
+        return spread((self.old.value, self.new.value)).relative
 
     @property
     def verdict(self) -> str:

@@ -69,11 +69,6 @@ class Timing:
         """Each round's fastest start."""
         return tuple(min(starts) for starts in self.rounds)
 
-    @property
-    def runs(self) -> int:
-        """How many times the command was started (warm-up aside)."""
-        return sum(len(starts) for starts in self.rounds)
-
 
 def _start(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
