@@ -62,6 +62,7 @@ from workflow.signature_report import (
 )
 from workflow.verification.findings import describe
 from workflow.verification.limits import Limits
+from workflow.verification.xml_writer import UnsupportedError, XmlWriter
 
 
 class ReviewOnce(DiffPolicy):
@@ -361,6 +362,10 @@ _XML_CONTEXT = XmlContext()
 _XML_SERIALIZER = XmlSerializer(
     config=SerializerConfig(indent="  "), context=_XML_CONTEXT, writer=XmlEventWriter
 )
+#: The same text in one pass for the models a report holds (``xml_writer``): a consent's
+#: report took 0.60–0.65 ms of CPU in an engine instead of 1.37–1.48 (a throwaway script,
+#: 300 consents through ``Intake.offer``, two interleaved pairs, 2026-11-30).
+_XML_WRITER = XmlWriter(_XML_CONTEXT, NAMESPACES, indent="  ")
 
 
 def etsi_xml(
@@ -370,7 +375,18 @@ def etsi_xml(
     subindication: Any,
     failure: str | None,
 ) -> str:
-    """pyHanko's ETSI TS 119 102-2 XML (``generate_report``, on `_XML_CONTEXT`) for the
+    """pyHanko's ETSI TS 119 102-2 XML (``generate_report``) of :func:`etsi_model`."""
+    return render_etsi(etsi_model(emb, status, context, subindication, failure))
+
+
+def etsi_model(
+    emb: EmbeddedPdfSignature,
+    status: Any,
+    context: ValidationContext,
+    subindication: Any,
+    failure: str | None,
+) -> Any:
+    """pyHanko's ETSI TS 119 102-2 report (the model ``generate_report`` writes) for the
     classic validation ``status`` of ``emb``, as a basic AdES result with ``subindication``.
 
     Its validation objects are those pyHanko's AdES engine lists: the revocation data of
@@ -383,13 +399,21 @@ def etsi_xml(
             _enumerate_validation_objects(context), _enumerate_certs_in_paths(status)
         ),
     )
-    report = ts_11910202.ValidationReport(
+    return ts_11910202.ValidationReport(
         signature_validation_report=(_generate_report(emb, result),),
         signature_validation_objects=ts_11910202.ValidationObjectListType(
             tuple(_package_validation_object(vo) for vo in result.validation_objects)
         ),
     )
-    return _XML_SERIALIZER.render(report, ns_map=NAMESPACES)
+
+
+def render_etsi(report: Any) -> str:
+    """The XML of an ETSI report model, as xsdata writes it with pyHanko's namespaces
+    (``generate_report``): in one pass where :mod:`xml_writer` can, by xsdata otherwise."""
+    try:
+        return _XML_WRITER.render(report)
+    except UnsupportedError:
+        return _XML_SERIALIZER.render(report, ns_map=NAMESPACES)
 
 
 _PDF_WHITESPACE = b"\x00\t\n\x0c\r "
