@@ -7,12 +7,16 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.skips import pytest_terminal_summary  # noqa: F401 - tests/run's last line
+
+if TYPE_CHECKING:
+    from tests.pki import TestPki
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,6 +74,16 @@ def corpus_forms() -> Path:
 def corpus_signatures() -> Path:
     """The folder of EU DSS signature-attack PDFs in ../shared/corpus/signatures."""
     return _shared_dir("corpus", "signatures")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPki]:
+    """The certomancer test PKI of tests/pki.py, its OCSP, CRL and TSA served on 127.0.0.1
+    for the module that asks (a module may define its own ``pki``)."""
+    from tests.pki import build_pki  # certomancer only for the modules that sign
+
+    with build_pki(tmp_path_factory.mktemp("pki")) as built:
+        yield built
 
 
 #: PostgreSQL for the store tests, from .ci/run (or the developer's shell).

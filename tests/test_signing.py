@@ -12,16 +12,9 @@ from typing import Any
 import pytest
 from asn1crypto import cms
 
-from tests.pki import SIGNER_SUBJECT, TestPki, build_pki, issued_consent, lookup_for, pinned_time
+from tests.pki import SIGNER_SUBJECT, TestPki, issued_consent, lookup_for, pinned_time
 from workflow.signing import Signer, SignerError, certify, sign_consent
 from workflow.verification import IssuedConsent, SignaturePolicy, SignatureReport, Verifier
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPki]:
-    """The test PKI, its TSA served on 127.0.0.1 for this module."""
-    with build_pki(tmp_path_factory.mktemp("pki")) as built:
-        yield built
 
 
 @pytest.fixture(autouse=True)

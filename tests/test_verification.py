@@ -27,7 +27,6 @@ from tests.conftest import need_tool
 from tests.pki import (
     SIGNER_SUBJECT,
     TestPki,
-    build_pki,
     commission_sign,
     embed_crl,
     issued_consent,
@@ -46,13 +45,6 @@ from workflow.verification import (
 
 # pyHanko's PDF object constructors are unannotated; Any keeps mypy --strict quiet.
 generic: Any = pdf_generic
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPki]:
-    """The test PKI, its OCSP/CRL/TSA served on 127.0.0.1 for this module."""
-    with build_pki(tmp_path_factory.mktemp("pki")) as built:
-        yield built
 
 
 @pytest.fixture(autouse=True)

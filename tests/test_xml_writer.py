@@ -27,7 +27,7 @@ from xsdata.formats.dataclass.serializers import XmlSerializer
 from xsdata.formats.dataclass.serializers.config import SerializerConfig
 from xsdata.models.datatype import XmlDateTime
 
-from tests.pki import TestPki, build_pki, commission_sign, issued_consent, pinned_time
+from tests.pki import TestPki, commission_sign, issued_consent, pinned_time
 from workflow.signature_report import SignaturePolicy
 from workflow.verification.pdf import etsi_model, render_etsi, validation_context
 from workflow.verification.xml_writer import UnsupportedError, XmlWriter
@@ -42,13 +42,6 @@ UNTRUSTED = AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND
 def xsdata(model: Any) -> str:
     """pyHanko's generate_report: a fresh xsdata serializer, two-space indent, its namespaces."""
     return XmlSerializer(config=SerializerConfig(indent="  ")).render(model, ns_map=NAMESPACES)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPki]:
-    """The test PKI, its OCSP/CRL/TSA served on 127.0.0.1 for this module."""
-    with build_pki(tmp_path_factory.mktemp("pki")) as built:
-        yield built
 
 
 @pytest.fixture(autouse=True)
