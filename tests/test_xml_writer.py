@@ -1,7 +1,7 @@
 """The ETSI report's XML written in one pass is xsdata's own, byte for byte.
 
 `workflow.verification.xml_writer` replaces xsdata's serializer for the models pyHanko's
-report uses (a fifth of the report's cost instead of all of it). Each test holds it to the
+report uses (about a quarter of xsdata's time for a consent's report). Each test holds it to the
 text of pyHanko's ``generate_report`` (xsdata's ``XmlSerializer`` with pyHanko's namespaces
 and indent) on reports of real validations: our consents signed by RSA and ECDSA signers,
 with and without a timestamp and embedded revocation data, the EU DSS corpus's signatures,
