@@ -3,8 +3,9 @@
 Issue 14's test of the benchmark: two full runs of one code, a day apart on one processor
 model, agree on every ratio within 15 %, or the run marks the figure unreliable. This reads
 the ``Results`` table of both files and takes every ratio of a row's ``compared with`` cell:
-in each of its parts (between semicolons), the first percentage or multiple, the median
-before the range in parentheses (``69 % (69–69 %) of floor``, ``1.66 (1.57–1.72)× 1 worker``).
+in each of its parts (between semicolons outside parentheses), the first percentage or
+multiple, the median before the range in parentheses (``69 % (69–69 %) of floor``,
+``1.66 (1.57–1.72)× 1 worker``).
 A part that says how far rounds were apart is a guard's figure, not a ratio, and is left out.
 
 A ratio is *marked* in a run when the row's ``met`` cell says ``unreliable``, or when its own
@@ -93,6 +94,21 @@ def _cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
+def _parts(cell: str) -> list[str]:
+    """A ``compared with`` cell's parts: split at semicolons outside parentheses, since a
+    remark may give two reasons (``(unreliable: a rounds differ by 29%; b rounds …)``)."""
+    parts, depth, start = [], 0, 0
+    for at, char in enumerate(cell):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif char == ";" and depth == 0:
+            parts.append(cell[start:at].strip())
+            start = at + 1
+    return [*parts, cell[start:].strip()]
+
+
 def read_run(text: str) -> Run:
     """The ratios of a RESULTS.md text; ValueError if it has no ``Results`` table."""
     _, found, rest = text.partition("\n## Results\n")
@@ -110,7 +126,7 @@ def read_run(text: str) -> Run:
             continue
         row = f"{cells[0]} | {_SIZE.sub('N', cells[1])}"
         row_marked = "unreliable" in cells[met]
-        parts = [part.strip() for part in cells[reference].split(";")]
+        parts = _parts(cells[reference])
         for index, part in enumerate(parts):
             match = _RATIO.search(part)
             if match is None or part.startswith("rounds apart"):

@@ -100,6 +100,18 @@ def test_a_ratio_apart_by_more_than_15_percent_fails_unless_a_run_marks_it(
     assert code == 0
     assert "| 10.4× | 13.2× (marked) | 27% | marked |" in out
 
+    # A remark with two reasons is one part: its "; " does not start another ratio (the
+    # second reason's "29%" was read as the next part's ratio, in the place of 0.53×).
+    two_reasons = results(
+        tmp_path, "two.md", times="13.2 (9.0–13.6)",
+        remark=" (unreliable: python -c pass rounds differ by 46%, more than 15%; "
+        "consentflow status rounds differ by 29%, more than 15%)",
+    )  # fmt: skip
+    code, out = run(capsys, old, two_reasons)
+    assert code == 0, out
+    assert "| 0.53× | 0.53× | 0% | agree |" in out
+    assert "6 agree" not in out and "5 agree, 1 apart but marked, 0 apart" in out
+
     # The met column marks every ratio of its row, in either run.
     old = results(tmp_path, "old.md", met="unreliable (engine CPU rounds differ by 19%)")
     new = results(tmp_path, "new.md", share=50)
