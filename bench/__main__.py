@@ -49,6 +49,7 @@ from bench.rounds import (
     pair_ratios,
     spread,
     tree_cpu,
+    uneven_waits,
     verdict,
 )
 from bench.scale import burst, run_burst
@@ -391,11 +392,14 @@ def _against_floor(floor: list[Sample], engine: list[Sample]) -> tuple[Spread, s
 
 
 def _speedup_doubts(speedup: Spread, one: list[Sample], two: list[Sample]) -> list[str | None]:
-    """Why a speed-up of 2 workers over 1 is unreliable: impossible on two cores, or either
-    engine's rounds drifted (1.46× and 1.68× in two runs of the same code on 2026-11-30)."""
+    """Why a speed-up of 2 workers over 1 is unreliable: impossible on two cores, either
+    engine's rounds drifted (1.46× and 1.68× in two runs of the same code on 2026-11-30), or
+    the two workers waited for a larger share of their time than one did (1.41× and 1.63×
+    in runs X3 and X4, steady rounds, an hour apart)."""
     return [impossible_scaling(speedup, workers=2),
             *(drift([s.rate for s in it], what=f"{name} engine")
-              for name, it in (("1-worker", one), ("2-worker", two)))]  # fmt: skip
+              for name, it in (("1-worker", one), ("2-worker", two))),
+            uneven_waits(one, two, workers=2)]  # fmt: skip
 
 
 def _intake_rows(

@@ -16,13 +16,15 @@ the same way:
   the disk, a lock, or the core that another process holds. The gap between the two is the
   waiting.
 - **A guard**: when the reference's rounds differ by more than :data:`DRIFT_LIMIT`, or a
-  scaling figure is impossible (more than N× with N workers or N cores), the figure is
-  *unreliable* and its verdict says why, never met or missed.
+  scaling figure is impossible (more than N× with N workers or N cores), or its N workers
+  waited for a larger share of their time than one worker did, the figure is *unreliable*
+  and its verdict says why, never met or missed.
 
 The statistics are pure functions of the samples; the clocks at the end read the CPU time
 of this process, of its reaped children, and of another process's tree from ``/proc``.
 Any bench part can use them: ``interleave`` runs the rounds, ``spread`` and
-``pair_ratios`` make the figures, ``drift`` and ``impossible_scaling`` guard them and
+``pair_ratios`` make the figures, ``drift``, ``impossible_scaling`` and ``uneven_waits``
+guard them and
 ``verdict`` (``doubt`` for a figure without a target) writes the table's last column.
 """
 
@@ -170,6 +172,31 @@ def impossible_scaling(speedups: Spread, workers: int, cores: int | None = None)
     if worst > limit:
         return f"a round gave {worst:.2f}×, more than {limit}× is impossible on {cores} cores"
     return None
+
+
+def uneven_waits(
+    one: Sequence[Sample], many: Sequence[Sample], workers: int, *, limit: float = DRIFT_LIMIT
+) -> str | None:
+    """Why a speed-up of ``workers`` over one worker is unreliable because the two engines
+    waited for different shares of their time, or None.
+
+    A speed-up is a ratio of wall times. When each of N workers is busy for a smaller share
+    of its time than one worker alone (``CPU/wall`` over N against one worker's), the rest
+    is waiting — for the disk, a lock, or a core — and the ratio then moves with how long
+    the host makes a wait last against how fast it runs a core, which changed between two
+    runs whose rounds were steady: the verifier's engines, one worker busy 94 % of its time
+    and two 80 % each, gave 1.41× and 1.63× one worker in two runs of one code an hour apart
+    (runs X3 and X4, bench/HISTORY.md). The guard marks the speed-up when one worker's share
+    is more than ``limit`` over each of the N workers'.
+    """
+    alone = statistics.median(sample.busy for sample in one)
+    each = statistics.median(sample.busy for sample in many) / workers
+    if each <= 0 or alone / each - 1 <= limit:
+        return None
+    return (
+        f"{workers} workers busy {each:.0%} of their time each, 1 worker {alone:.0%}: "
+        f"their waits differ by more than {limit:.0%}"
+    )
 
 
 def verdict(ok: bool, *reasons: str | None) -> str:

@@ -20,6 +20,7 @@ from bench.rounds import (
     pair_ratios,
     spread,
     tree_cpu,
+    uneven_waits,
     verdict,
 )
 from bench.web import beside_row
@@ -84,9 +85,32 @@ def test_an_unreliable_figure_is_neither_met_nor_missed() -> None:
     assert doubt(None, drift([30.1, 57.2])) == met
 
 
-def rounds(*cpu_ms: float) -> list[Sample]:
-    """Rounds of 10 items each, taking ``cpu_ms`` per item of CPU and of wall time."""
-    return [Sample(10, ms / 100, ms / 100) for ms in cpu_ms]
+def rounds(*cpu_ms: float, busy: float = 1.0) -> list[Sample]:
+    """Rounds of 10 items each, taking ``cpu_ms`` per item of CPU time and ``cpu_ms / busy``
+    of wall time (``busy`` 2.0: two cores busy throughout)."""
+    return [Sample(10, ms / 100 / busy, ms / 100) for ms in cpu_ms]
+
+
+def test_a_speed_up_is_unreliable_when_its_workers_waited_more_than_one_did() -> None:
+    """X3 and X4 (one code, an hour apart, steady rounds) gave the verifier's speed-up as
+    1.41× and 1.63×: one worker was busy 94 % of its time, each of two 80 %."""
+    one = rounds(12.8, 12.5, 13.2, busy=0.94)
+    assert uneven_waits(one, rounds(15.0, 14.3, 15.8, busy=1.60), workers=2) == (
+        "2 workers busy 80% of their time each, 1 worker 94%: their waits differ by more than 15%"
+    )
+    # The SQLite intake of the same run: 95 % alone, 88 % each of two: 8 % apart, no mark.
+    assert uneven_waits(rounds(48.5, busy=0.95), rounds(48.2, busy=1.76), workers=2) is None
+    # Two workers busier than one (a slow minute for the one worker) is not this guard's.
+    assert uneven_waits(rounds(40.0, busy=0.80), rounds(40.0, busy=2.0), workers=2) is None
+
+    run = Run(parse(["--quick"]))
+    samples = {"floor": rounds(20.0, 20.1, 20.2), "engine": one,
+               "engine-2": rounds(15.0, 14.3, 15.8, busy=1.60)}  # fmt: skip
+    _verification_rows(run, samples, per_round=10)
+    assert run.rows[1].met == (
+        "unreliable (2 workers busy 80% of their time each, 1 worker 94%: their waits differ "
+        "by more than 15%)"
+    )
 
 
 def test_a_peer_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
@@ -98,7 +122,7 @@ def test_a_peer_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
         samples = {
             "floor": rounds(15.0, 15.2, 15.1),
             "engine": engine,
-            "engine-2": rounds(13.0, 13.2, 13.1),
+            "engine-2": rounds(26.0, 26.2, 26.1, busy=1.8),
             "pyhanko": rounds(500.0, 505.0, 502.0),
             "pdfsig": rounds(8.0, 8.1, 8.0),
         }
@@ -128,7 +152,11 @@ def test_an_intake_ratio_is_unreliable_when_the_engine_rounds_drifted() -> None:
     steady, drifted = rounds(40.0, 41.0, 40.5), rounds(40.0, 50.0, 41.0)
     for engine, unsure in ((steady, False), (drifted, True)):
         run = Run(parse(["--quick"]))
-        samples = {"floor": rounds(30.0, 30.2, 30.1), "1w": engine, "2w": rounds(26, 26, 26)}
+        samples = {
+            "floor": rounds(30.0, 30.2, 30.1),
+            "1w": engine,
+            "2w": rounds(48, 48, 48, busy=1.8),
+        }
         _intake_rows(run, samples, "PostgreSQL", target=False)
         _, one, two = run.rows
         assert one.met == ("unreliable (engine CPU rounds differ by 25%, more than 15%)"
