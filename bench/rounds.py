@@ -24,8 +24,8 @@ The statistics are pure functions of the samples; the clocks at the end read the
 of this process, of its reaped children, and of another process's tree from ``/proc``.
 Any bench part can use them: ``interleave`` runs the rounds, ``spread`` and
 ``pair_ratios`` make the figures, ``drift``, ``impossible_scaling`` and ``uneven_waits``
-guard them and
-``verdict`` (``doubt`` for a figure without a target) writes the table's last column.
+guard them and ``verdict`` (``doubt`` for a figure without a target) writes the table's
+last column.
 """
 
 from __future__ import annotations
