@@ -195,7 +195,7 @@ def uneven_waits(
         return None
     return (
         f"{workers} workers busy {each:.0%} of their time each, 1 worker {alone:.0%}: "
-        f"their waits differ by more than {limit:.0%}"
+        f"more than {limit:.0%} apart"
     )
 
 
