@@ -176,12 +176,27 @@ class Users:
                 data={"user": user.name},
             )
 
-    def sign_out(self, name: str) -> None:
-        """End every session of this user (signed cookies carry the epoch they were made in)."""
+    def signed_in(self, name: str, *, client: str) -> None:
+        """Record that ``name`` signed in from the address ``client``: every web action is
+        an event with its user as the actor (SPEC §10), signing in and out too."""
+        with self.store.tx() as tx:
+            tx.append_event(
+                "sign_in", actor=name, reason=f"{name} signed in from {client}",
+                data={"user": name, "client": client},
+            )  # fmt: skip
+
+    def sign_out(self, name: str, *, client: str) -> None:
+        """End every session of this user (signed cookies carry the epoch they were made
+        in), recorded as the user's ``sign_out`` event from the address ``client``."""
         with self.store.tx() as tx:
             user = self._locked(tx, name)
             user.session_epoch += 1
             tx.save(user)
+            tx.append_event(
+                "sign_out", actor=user.name,
+                reason=f"{user.name} signed out from {client}: every session ended",
+                data={"user": user.name, "client": client},
+            )  # fmt: skip
 
     def new_api_token(self, name: str, *, actor: str) -> str:
         """A new bearer token for the API; the user's earlier tokens stop working."""

@@ -306,6 +306,30 @@ def test_sign_out_ends_the_session(site: Site) -> None:
         assert client.get("/office").status_code == 303
 
 
+def test_signing_in_and_out_are_events_of_the_user(site: Site) -> None:
+    """Every web action is an event with the user's name as the actor (SPEC §10): signing in
+    and out too, with the address; a wrong password records nothing under that name."""
+    site.users.add("audited", "viewer", PASSWORD, actor="test")
+    before = site.store.newest_event_id()
+    with closing(site.client(None)) as client:
+        assert sign_in(client, "audited", "wrong password!").status_code == 401
+        assert sign_in(client, "audited", PASSWORD).status_code == 303
+        assert client.post("/logout", data={"csrf_token": _csrf(client)}).status_code == 303
+    mine = [
+        event
+        for event in site.store.events(after_id=before)
+        if event.kind in {"sign_in", "sign_out"} and event.data.get("user") == "audited"
+    ]
+    assert [(event.kind, event.actor) for event in mine] == [
+        ("sign_in", "audited"),
+        ("sign_out", "audited"),
+    ]
+    assert all(event.data["client"] == "127.0.0.1" for event in mine)
+    assert mine[0].reason == "audited signed in from 127.0.0.1"
+    code, output = site.cli("log", "--json")
+    assert code == 0 and '"kind": "sign_out"' in output
+
+
 def test_api_answers_exactly_as_the_cli(site: Site, seeded: Seeded) -> None:
     """/api/applications, /api/applications/{ref} and /api/log are status/show/log --json."""
     code, token = site.cli("user", "token", "viewer")

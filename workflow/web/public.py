@@ -86,6 +86,7 @@ async def login(request: Request, context: Ctx, who: Anyone) -> Response:
             request, "login.html", {"next": target, "error": texts("login_failed")}, status=401
         )
     context.throttle.succeeded(keys)
+    await run_in_threadpool(context.users.signed_in, user.name, client=client)
     response = RedirectResponse(target, status_code=303)
     context.sessions.start(response, user)
     return response
@@ -96,7 +97,8 @@ async def logout(request: Request, context: Ctx, who: Anyone) -> Response:
     """End the session here and in every other browser of this user."""
     await read_form(request, who)
     if who.user is not None:
-        await run_in_threadpool(context.users.sign_out, who.user.name)
+        client = request.client.host if request.client else "?"
+        await run_in_threadpool(context.users.sign_out, who.user.name, client=client)
     response = RedirectResponse("/login", status_code=303)
     context.sessions.end(response)
     return response
