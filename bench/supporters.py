@@ -114,7 +114,10 @@ def public_list(add: Add, work: Path, *, active: int, requests: int) -> None:
     home = work / "supporters-list"
     home.mkdir(parents=True)
     port = free_port()
-    (home / "consentflow.toml").write_text(f'[web]\nlisten = "127.0.0.1:{port}"\n')
+    # Every client here is 127.0.0.1: the rows measure the list, not the per-address limit.
+    (home / "consentflow.toml").write_text(
+        f'[web]\nlisten = "127.0.0.1:{port}"\nread_burst = 1000000\n'
+    )
     url = f"http://127.0.0.1:{port}"
     store = Store(f"sqlite:///{home / 'consentflow.db'}", audit_key=home_key(home))
     store.ensure_schema()

@@ -347,6 +347,12 @@ class WebSettings(_Section):
         "", description="base of links given out, e.g. https://supporters.example.org"
     )
     session_hours: float = Field(12, gt=0, le=24 * 30, description="how long a sign-in lasts")
+    read_burst: int = Field(
+        60, ge=1, le=1_000_000, description="public pages one address may read at once"
+    )
+    read_every_s: float = Field(
+        1, gt=0, le=3600, description="after the burst, one more page per this many seconds"
+    )
 
     @field_validator("listen")
     @classmethod

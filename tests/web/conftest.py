@@ -189,8 +189,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         throttle=Throttle(clock=clock),
         live_interval_s=0.05,
         # Every test client is 127.0.0.1: far more room than one applicant gets
-        # (test_apply checks the real limits on an application of its own).
-        limiter=RateLimit({"apply": Rate(10_000, 0.001), "read": Rate(10_000, 0.001)}),
+        # (test_apply and test_supporters_web check the real limits on apps of their own).
+        limiter=RateLimit({kind: Rate(10_000, 0.001) for kind in ("apply", "read", "supporter")}),
     )
     server.start()
     yield Site(home, settings, store, f"http://127.0.0.1:{port}", clock, engine, users)

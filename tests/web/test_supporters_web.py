@@ -9,12 +9,15 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from tests.test_supporters import PROFILE_FORM, make_signed
 from tests.web.conftest import Site, csrf_of
 from workflow.lifecycle.service import Lifecycle
 from workflow.store import Notification
+from workflow.web.app import create_app
+from workflow.web.apply import Rate, RateLimit
 from workflow.web.supporters import PUBLIC_FIELDS, safe_cell
 
 CREATED = "profile created; the supporter was sent a link to complete it"
@@ -123,6 +126,53 @@ def test_supporter_link_get_changes_nothing_and_post_spends_it(site: Site) -> No
     past = datetime.now(UTC) - timedelta(days=site.settings.feedback.link_days + 1)
     expired = _life(site, past).create_profile(old, actor="office")
     assert httpx.get(f"{site.url}/supporter/{expired.token}/profile").status_code == 404
+
+
+def test_supporter_links_are_rate_limited_per_client(site: Site) -> None:
+    """Public routes are rate-limited per client address (SPEC §10): past its budget a client
+    gets 429 on a supporter's link, before the link is read or spent; another address does
+    not."""
+    ref = make_signed(site.store, "Limited Link Network")
+    path = f"/supporter/{_life(site).create_profile(ref, actor='office').token}/profile"
+    limiter = RateLimit({"read": Rate(3, 3600), "supporter": Rate(2, 3600)})
+    app = create_app(
+        site.settings, store=site.store, services=site.engine.applications, limiter=limiter
+    )
+    with TestClient(app, client=("192.0.2.7", 5000)) as one:
+        form = {**PROFILE_FORM, "csrf_token": csrf_of(one.get(path).text)}
+        bad = {**form, "website": "ftp://nope"}
+        sent = [one.post(path, data=bad).status_code for _ in range(2)]
+        refused = one.post(path, data=form)  # a valid form, over the budget
+        assert [*sent, refused.status_code] == [400, 400, 429]
+        assert int(refused.headers["retry-after"]) > 0
+        reads = [one.get(path).status_code for _ in range(3)]
+        assert reads == [200, 200, 429]
+        assert one.get(path.replace("/profile", "/feedback")).status_code == 429
+    profile = _life(site).profile_of(ref)
+    assert profile is not None and profile.status != "submitted"
+    with TestClient(app, client=("192.0.2.8", 5000)) as two:
+        form = {**PROFILE_FORM, "csrf_token": csrf_of(two.get(path).text)}
+        assert two.post(path, data=form).status_code == 200
+    profile = _life(site).profile_of(ref)
+    assert profile is not None and profile.status == "submitted"
+
+
+def test_the_public_list_is_rate_limited_per_client_as_configured(site: Site) -> None:
+    """``[web] read_burst`` and ``read_every_s`` bound /supporters in every format; a data
+    format's refusal is JSON that says why, with ``Retry-After``."""
+    settings = site.settings.model_copy(
+        update={"web": site.settings.web.model_copy(update={"read_burst": 2})}
+    )
+    app = create_app(settings, store=site.store, services=site.engine.applications)
+    with TestClient(app, client=("192.0.2.9", 5000)) as one:
+        assert one.get("/supporters.csv").status_code == 200
+        assert one.get("/supporters").status_code == 200
+        refused = one.get("/supporters.json")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert one.get("/supporters").status_code == 429
+    with TestClient(app, client=("192.0.2.10", 5000)) as two:
+        assert two.get("/supporters.json").status_code == 200
 
 
 def test_office_and_commission_act_from_the_application_page(site: Site) -> None:

@@ -357,7 +357,12 @@ def create_app(
         templates=_templates(),
         clock=clock,
         limiter=limiter
-        or apply.RateLimit({"apply": apply.Rate(settings.apply.burst, settings.apply.every_s)}),
+        or apply.RateLimit(
+            {
+                "apply": apply.Rate(settings.apply.burst, settings.apply.every_s),
+                "read": apply.Rate(settings.web.read_burst, settings.web.read_every_s),
+            }
+        ),
     )
     app = FastAPI(
         title="consentflow", docs_url=None, redoc_url=None, openapi_url=None,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from forms.eoi import COMMITMENTS, FIELDS, FIELDS_BY_NAME, Kind, Lang
@@ -91,8 +91,13 @@ class Rate:
 class RateLimit:
     """Per-client token buckets for the public routes (bounded memory, thread-safe)."""
 
-    #: Defaults: a person fills the form a few times (with corrections), reads a few pages.
-    DEFAULTS: Mapping[str, Rate] = {"apply": Rate(10, 60.0), "read": Rate(60, 1.0)}
+    #: Defaults: a person fills the form a few times (with corrections), reads a few pages;
+    #: a supporter sends its profile or feedback form a few times (with corrections).
+    DEFAULTS: Mapping[str, Rate] = {
+        "apply": Rate(10, 60.0),
+        "read": Rate(60, 1.0),
+        "supporter": Rate(10, 60.0),
+    }
 
     def __init__(
         self,
@@ -126,20 +131,26 @@ class RateLimit:
         return wait
 
 
-def _limited(request: Request, context: Web, kind: str) -> Response | None:
-    """The 429 page when this client has spent its budget of ``kind``, else ``None``."""
+def limited(request: Request, context: Web, kind: str, *, page: bool = True) -> Response | None:
+    """The 429 answer when this client has spent its budget of ``kind``, else ``None``: a
+    page, or with ``page=False`` (a data route) ``{"error": {"code", "message"}}``."""
     client = request.client.host if request.client else "?"
     wait = context.limiter.take(kind, client)
     if wait <= 0:
         return None
     seconds = int(wait) + 1
     message = Texts(request.state.lang)("apply_rate_limited", seconds=seconds)
-    response = context.render(
-        request,
-        "error.html",
-        {"status": 429, "code": "rate_limited", "message": message},
-        status=429,
-    )
+    response: Response
+    if page:
+        response = context.render(
+            request,
+            "error.html",
+            {"status": 429, "code": "rate_limited", "message": message},
+            status=429,
+        )
+    else:
+        error = {"code": "rate_limited", "message": message}
+        response = JSONResponse({"error": error}, status_code=429)
     response.headers["Retry-After"] = str(seconds)
     return response
 
@@ -235,16 +246,16 @@ def _render_form(
 @router.get("/apply", response_class=HTMLResponse)
 def apply_form(request: Request, context: Ctx, who: Anyone) -> Response:
     """The online EOI, empty but for today's date."""
-    if (limited := _limited(request, context, "read")) is not None:
-        return limited
+    if (refused := limited(request, context, "read")) is not None:
+        return refused
     return _render_form(request, context, {"date": context.clock().date().isoformat()})
 
 
 @router.post("/apply", response_class=HTMLResponse)
 async def apply(request: Request, context: Ctx, who: Anyone) -> Response:
     """Check the answers; send the form back with its problems, or take it in."""
-    if (limited := _limited(request, context, "apply")) is not None:
-        return limited
+    if (refused := limited(request, context, "apply")) is not None:
+        return refused
     texts = Texts(request.state.lang)
     try:
         fields = await read_fields(request)
@@ -342,8 +353,8 @@ def status_page(
     request: Request, token: str, context: Ctx, who: Anyone, sent: str = ""
 ) -> Response:
     """The application's state and next step, in the applicant's language; changes nothing."""
-    if (limited := _limited(request, context, "read")) is not None:
-        return limited
+    if (refused := limited(request, context, "read")) is not None:
+        return refused
     app = _application(context, token)
     if app is None:
         response = context.render(request, "apply_status.html", {"app": None}, status=404)
@@ -377,8 +388,8 @@ def _status(
 @router.get("/apply/status/{token}/eoi.pdf")
 def status_eoi(request: Request, token: str, context: Ctx, who: Anyone) -> Response:
     """The applicant's own filled EOI, as received."""
-    if (limited := _limited(request, context, "read")) is not None:
-        return limited
+    if (refused := limited(request, context, "read")) is not None:
+        return refused
     app = _application(context, token)
     if app is None:
         raise NotFoundError

@@ -39,6 +39,7 @@ from workflow.lifecycle.service import (
 )
 from workflow.users import Permission
 from workflow.web.app import NotFoundError, Web, require, web
+from workflow.web.apply import limited
 from workflow.web.auth import Visitor
 from workflow.web.forms import read_form
 from workflow.web.texts import Texts, languages
@@ -231,6 +232,8 @@ def _html(
 
 
 def _answer(request: Request, context: Web, kind: str, country: str, q: str) -> Response:
+    if (refused := limited(request, context, "read", page=kind == "html")) is not None:
+        return refused
     public = _public(request)
     lang: str = request.state.lang
     country = country.strip().upper()[:2]
@@ -371,6 +374,8 @@ async def _send(
 ) -> Response:
     """A supporter's form sent through its link: kept by ``submit`` (the link is spent), or
     shown again by ``page`` with its problems and everything typed."""
+    if (refused := limited(request, context, "supporter")) is not None:
+        return refused
     form = await read_form(request, who)
     view = await run_in_threadpool(_view, context, token, purpose)
     try:
@@ -385,6 +390,8 @@ async def _send(
 @router.get("/supporter/{token}/profile", response_class=HTMLResponse)
 def profile_form(request: Request, token: str, context: Ctx, who: Anyone) -> Response:
     """The supporter's profile form (reading it changes nothing)."""
+    if (refused := limited(request, context, "read")) is not None:
+        return refused
     return _profile_page(request, context, token, _view(context, token, PROFILE))
 
 
@@ -418,6 +425,8 @@ def _feedback_page(
 @router.get("/supporter/{token}/feedback", response_class=HTMLResponse)
 def feedback_form(request: Request, token: str, context: Ctx, who: Anyone) -> Response:
     """The feedback report's form (reading it changes nothing)."""
+    if (refused := limited(request, context, "read")) is not None:
+        return refused
     return _feedback_page(request, context, token, _view(context, token, FEEDBACK))
 
 
