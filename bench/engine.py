@@ -46,9 +46,12 @@ def serve_web(
     root: Path, url: str, *, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """``consentflow web`` over the home ``root`` (its log in ``root/web.log``), once
-    ``url`` answers its health check; ``env``: the child's environment (default: ours)."""
+    ``url`` answers its health check; ``env``: the child's environment (default: ours
+    without any ``CONSENTFLOW_*`` variable, as the engines start: see :func:`home_key`)."""
     import httpx
 
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTFLOW_")}
     with (root / "web.log").open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "workflow", "--home", str(root), "web"],
