@@ -161,7 +161,7 @@ def test_the_public_list_is_rate_limited_per_client_as_configured(site: Site) ->
     """``[web] read_burst`` and ``read_every_s`` bound /supporters in every format; a data
     format's refusal is JSON that says why, with ``Retry-After``."""
     settings = site.settings.model_copy(
-        update={"web": site.settings.web.model_copy(update={"read_burst": 2})}
+        update={"web": site.settings.web.model_copy(update={"read_burst": 2, "read_every_s": 3600})}
     )
     app = create_app(settings, store=site.store, services=site.engine.applications)
     with TestClient(app, client=("192.0.2.9", 5000)) as one:
