@@ -10,11 +10,14 @@ from contextlib import closing
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 
 from tests.eoi_files import filled_eoi
-from tests.web.conftest import PASSWORD, Seeded, Site, csrf_of, off_thread, sign_in
-from workflow.users import Role
-from workflow.web.app import SECURITY_HEADERS
+from tests.web.conftest import FAST_HASHER, PASSWORD, Seeded, Site, csrf_of, off_thread, sign_in
+from workflow.audit_key import AuditKey
+from workflow.store import Store
+from workflow.users import Role, Users
+from workflow.web.app import SECURITY_HEADERS, create_app
 
 ROLES: list[str | None] = [None, *(role.value for role in Role)]
 LOGIN = "login"  # signed out, a page: redirected to /login; under /api/: 401
@@ -328,6 +331,26 @@ def test_signing_in_and_out_are_events_of_the_user(site: Site) -> None:
     assert mine[0].reason == "audited signed in from 127.0.0.1"
     code, output = site.cli("log", "--json")
     assert code == 0 and '"kind": "sign_out"' in output
+
+
+def test_a_sign_in_that_cannot_be_recorded_lets_no_one_in(site: Site) -> None:
+    """A dashboard whose audit key does not open the event chain cannot record a sign-in:
+    it refuses it with a sentence that says so (503), not a 500, and starts no session."""
+    other = Store(site.settings.database_url, audit_key=AuditKey(b"another key " * 4, "test"))
+    app = create_app(
+        site.settings,
+        store=other,
+        services=site.engine.applications,
+        users=Users(other, hasher=FAST_HASHER),
+    )
+    try:
+        with TestClient(app, follow_redirects=False) as client:
+            answer = sign_in(client, "viewer", PASSWORD)
+            assert answer.status_code == 503, answer.text
+            assert "cannot record sign-ins" in answer.text
+            assert "cf_session" not in client.cookies
+    finally:
+        other.close()
 
 
 def test_api_answers_exactly_as_the_cli(site: Site, seeded: Seeded) -> None:

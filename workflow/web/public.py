@@ -7,6 +7,7 @@ same base template (``public.html``) and catalogues.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -15,12 +16,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from workflow.audit_key import AuditKeyError
 from workflow.web.app import NotFoundError, Web, require, web
 from workflow.web.auth import Throttle, Visitor
 from workflow.web.forms import read_form
 from workflow.web.texts import Texts
 
 router = APIRouter()
+log = logging.getLogger("consentflow.web")
 
 Ctx = Annotated[Web, Depends(web)]
 Anyone = Annotated[Visitor, Depends(require(None))]
@@ -86,7 +89,14 @@ async def login(request: Request, context: Ctx, who: Anyone) -> Response:
             request, "login.html", {"next": target, "error": texts("login_failed")}, status=401
         )
     context.throttle.succeeded(keys)
-    await run_in_threadpool(context.users.signed_in, user.name, client=client)
+    try:
+        await run_in_threadpool(context.users.signed_in, user.name, client=client)
+    except AuditKeyError as exc:
+        # A sign-in that cannot be recorded is refused: the operator's log says why.
+        log.error("cannot record the sign-in of %s: %s", user.name, exc)
+        return context.render(
+            request, "login.html", {"next": target, "error": texts("login_unrecorded")}, status=503
+        )
     response = RedirectResponse(target, status_code=303)
     context.sessions.start(response, user)
     return response
