@@ -38,7 +38,7 @@ from workflow import status_links
 from workflow.states import State
 from workflow.store import Application
 from workflow.web.app import NotFoundError, Web, require, web
-from workflow.web.auth import CSRF_FIELD, Visitor, csrf_ok
+from workflow.web.auth import CSRF_FIELD, Visitor, client_address, csrf_ok
 from workflow.web.forms import FORM_LIMIT, TooLargeError, read_fields
 from workflow.web.texts import Texts, languages
 
@@ -134,8 +134,7 @@ class RateLimit:
 def limited(request: Request, context: Web, kind: str, *, page: bool = True) -> Response | None:
     """The 429 answer when this client has spent its budget of ``kind``, else ``None``: a
     page, or with ``page=False`` (a data route) ``{"error": {"code", "message"}}``."""
-    client = request.client.host if request.client else "?"
-    wait = context.limiter.take(kind, client)
+    wait = context.limiter.take(kind, client_address(request))
     if wait <= 0:
         return None
     seconds = int(wait) + 1

@@ -143,6 +143,12 @@ class Sessions:
         )
 
 
+def client_address(request: Request) -> str:
+    """The address a request came from, by which sign-ins are throttled and public routes
+    rate-limited ("?" when the server does not know it)."""
+    return request.client.host if request.client else "?"
+
+
 def csrf_ok(expected: str | None, given: str | None) -> bool:
     """Whether a posted CSRF token is the visitor's own."""
     return bool(expected and given) and hmac.compare_digest(str(expected), str(given))

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from workflow.audit_key import AuditKeyError
 from workflow.web.app import NotFoundError, Web, require, web
-from workflow.web.auth import Throttle, Visitor
+from workflow.web.auth import Throttle, Visitor, client_address
 from workflow.web.forms import read_form
 from workflow.web.texts import Texts
 
@@ -71,7 +71,7 @@ async def login(request: Request, context: Ctx, who: Anyone) -> Response:
     fields = await read_form(request, who)
     name = fields.get("name", "")[:200]
     target = _safe_next(fields.get("next"))
-    client = request.client.host if request.client else "?"
+    client = client_address(request)
     keys = Throttle.keys(client, name)
     texts = Texts(request.state.lang)
     wait = context.throttle.wait(keys)
@@ -107,8 +107,9 @@ async def logout(request: Request, context: Ctx, who: Anyone) -> Response:
     """End the session here and in every other browser of this user."""
     await read_form(request, who)
     if who.user is not None:
-        client = request.client.host if request.client else "?"
-        await run_in_threadpool(context.users.sign_out, who.user.name, client=client)
+        await run_in_threadpool(
+            context.users.sign_out, who.user.name, client=client_address(request)
+        )
     response = RedirectResponse("/login", status_code=303)
     context.sessions.end(response)
     return response
