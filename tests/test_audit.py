@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -98,6 +99,17 @@ def test_another_key_is_named_as_such(keyfile_home: Path, monkeypatch: pytest.Mo
     code, out = cli(keyfile_home, "audit", "verify")
     assert code == 1
     code, out = cli(keyfile_home, "reject", _references(keyfile_home)[0], "--reason", "no")
+    assert code == 78
+    assert "another audit key" in out
+    # The dashboard alone stops at start too, before it listens: on a taken port the old
+    # code got as far as listening, and would otherwise have served pages that 500 at the
+    # first change.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with (keyfile_home / "consentflow.toml").open("a") as toml:
+            toml.write(f'[web]\nlisten = "127.0.0.1:{taken.getsockname()[1]}"\n')
+        code, out = cli(keyfile_home, "web")
     assert code == 78
     assert "another audit key" in out
 

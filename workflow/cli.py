@@ -317,7 +317,11 @@ def web(
 
     with _errors():
         settings = _settings(existing=False)
-        server = WebServer(settings, store=_store(settings))
+        store = _store(settings)
+        # Every change made here is an event: a key that cannot extend the chain stops the
+        # dashboard at start, as it stops the engine, not at its first user's first click.
+        store.key_chain()
+        server = WebServer(settings, store=store)
     server.announce(lambda line: typer.echo(line, err=True))
     if not server.serve(with_parent=with_parent):
         _fail(f"the dashboard cannot listen on {settings.web.listen}: change [web] listen", 78)

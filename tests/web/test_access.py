@@ -353,6 +353,37 @@ def test_a_sign_in_that_cannot_be_recorded_lets_no_one_in(site: Site) -> None:
         other.close()
 
 
+def test_changes_that_cannot_be_recorded_answer_with_a_sentence(site: Site, seeded: Seeded) -> None:
+    """With an audit key that does not open the chain, a change (here a download, which
+    is recorded) is refused with a 503 that says nothing was changed, and a sign-out ends
+    this browser's session and says that the others go on: both were 500s on ca057fc."""
+    with httpx.Client(base_url=site.url, follow_redirects=False) as browser:
+        assert sign_in(browser, "admin", PASSWORD).status_code == 303
+        cookies = dict(browser.cookies)
+        other = Store(site.settings.database_url, audit_key=AuditKey(b"another key " * 4, "t"))
+        app = create_app(site.settings, store=other, users=Users(other, hasher=FAST_HASHER))
+        before = len(site.store.events())
+        try:
+            with TestClient(app, follow_redirects=False, cookies=cookies) as client:
+                path = f"/office/applications/{seeded.issued}/documents/{seeded.consent_sha256}"
+                answer = client.get(path)
+                assert answer.status_code == 503, answer.text
+                assert "cannot record changes now" in answer.text
+                assert "audit_key" in answer.text
+                page = client.get(f"/office/applications/{seeded.issued}")
+                answer = client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+                assert answer.status_code == 503, answer.text
+                assert "signed out in this browser" in answer.text
+                assert "Sign out" not in answer.text  # the page shows no one signed in
+                gone = [c for c in answer.headers.get_list("set-cookie") if "cf_session=" in c]
+                assert gone and "Max-Age=0" in gone[0]  # this browser's session cookie ends
+        finally:
+            other.close()
+        assert len(site.store.events()) == before  # nothing was recorded, nothing changed
+        # As the page said: the session in the other browser has not ended.
+        assert browser.get("/office").status_code == 200
+
+
 def test_api_answers_exactly_as_the_cli(site: Site, seeded: Seeded) -> None:
     """/api/applications, /api/applications/{ref} and /api/log are status/show/log --json."""
     code, token = site.cli("user", "token", "viewer")

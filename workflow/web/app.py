@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflow.applications import Applications
 from workflow.archive import Access
-from workflow.audit_key import load_key
+from workflow.audit_key import AuditKeyError, load_key
 from workflow.config import Settings
 from workflow.intake import Intake
 from workflow.printable import printable
@@ -264,11 +264,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
         return _error(request, 400, "invalid_request", f"missing or invalid: {where}")
 
+    async def unrecorded(request: Request, exc: Exception) -> Response:
+        # The change's transaction rolled back with its event: nothing was changed.
+        log.error("%s %s cannot be recorded: %s", request.method, request.url.path, exc)
+        return _error(request, 503, "audit_key", Texts(request.state.lang)("error_audit_key"))
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return _error(request, 500, "internal_error", Texts(request.state.lang)("error_internal"))
 
     app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(AuditKeyError, unrecorded)
     app.add_exception_handler(SignInRequiredError, sign_in)
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(NotFoundError, not_found)

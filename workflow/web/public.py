@@ -106,11 +106,23 @@ async def login(request: Request, context: Ctx, who: Anyone) -> Response:
 async def logout(request: Request, context: Ctx, who: Anyone) -> Response:
     """End the session here and in every other browser of this user."""
     await read_form(request, who)
+    response: Response = RedirectResponse("/login", status_code=303)
     if who.user is not None:
-        await run_in_threadpool(
-            context.users.sign_out, who.user.name, client=client_address(request)
-        )
-    response = RedirectResponse("/login", status_code=303)
+        try:
+            await run_in_threadpool(
+                context.users.sign_out, who.user.name, client=client_address(request)
+            )
+        except AuditKeyError as exc:
+            # This browser is signed out all the same; the others are not, and it says so.
+            log.error("cannot record the sign-out of %s: %s", who.user.name, exc)
+            texts = Texts(request.state.lang)
+            request.state.visitor = Visitor(None, who.csrf)  # the page shows no one in
+            response = context.render(
+                request,
+                "error.html",
+                {"status": 503, "code": "audit_key", "message": texts("logout_unrecorded")},
+                status=503,
+            )
     context.sessions.end(response)
     return response
 
