@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic, xref
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
+from pyhanko.sign.validation import generic_cms
 
 from forms.consent import render_consent_body
 from tests.test_consent import sample_eoi
@@ -146,6 +148,8 @@ def test_pyhanko_as_shipped_for_the_benchmark_floor() -> None:
         assert generic.read_hex_string_from_stream is pdf._read_hex_string_one_by_one
         assert generic._decode_name is pdf._decode_name_one_by_one
         assert vars(generic)["read_until_delimiter"] is pdf._read_until_delimiter_one_by_one
+        assert generic_cms.extract_certificate_info is pdf._certificate_info_one_by_one
+    assert generic_cms.extract_certificate_info is pdf._certificate_info
     assert generic.read_hex_string_from_stream is pdf._read_hex_string
     assert generic._decode_name is pdf._decode_name
     assert vars(generic)["read_until_delimiter"] is pdf._read_until_delimiter
@@ -476,6 +480,59 @@ def test_same_objects_in_real_files(corpus_forms: Path, corpus_signatures: Path)
             _same(data, start, container)
             read += 1
     assert read > 1500
+
+
+def _certificates(find: Any, signed_data: Any) -> tuple[Any, ...]:
+    try:
+        info = find(signed_data)
+    except Exception as exc:
+        return ("error", type(exc), str(exc))
+    return (
+        info.signer_cert.dump(),
+        [cert.dump() for cert in info.other_certs],
+        [cert.dump() for cert in info.attribute_certs],
+    )
+
+
+def test_certificates_are_found_as_pyhanko_finds_them(corpus_signatures: Path) -> None:
+    """For every signature of the DSS suite's files (real signers, chains, timestamps,
+    attacks), the signer's certificate and the others are pyHanko's, read afresh or kept;
+    and the same certificates with another signer identifier name that other signer."""
+    compared = 0
+    chains = []
+    for path in sorted(corpus_signatures.glob("*.pdf")):
+        try:
+            signatures = list(PdfFileReader(BytesIO(path.read_bytes()), strict=False)
+                              .embedded_signatures)  # fmt: skip
+        except Exception:
+            continue  # a file too broken to list its signatures (the corpus has some)
+        for signature in signatures:
+            raw = bytes(signature.sig_object["/Contents"])
+            pdf._CERTIFICATE_INFO.clear()
+            expected = _certificates(pdf._certificate_info_one_by_one, signature.signed_data)
+            for _ in range(2):  # read afresh, then kept; each time from new objects
+                signed_data = cms.ContentInfo.load(raw)["content"]
+                assert _certificates(pdf._certificate_info, signed_data) == expected, path.name
+            compared += 1
+            if expected[0] != "error" and expected[1]:
+                chains.append(raw)
+    assert compared > 10 and chains
+    for raw in chains:
+        signed_data = cms.ContentInfo.load(raw)["content"]
+        signer = pdf._certificate_info(signed_data).signer_cert
+        other = next(c.chosen for c in signed_data["certificates"]
+                     if c.name == "certificate" and c.chosen.dump() != signer.dump())  # fmt: skip
+        info = signed_data["signer_infos"][0]
+        info["sid"] = cms.SignerIdentifier(
+            name="issuer_and_serial_number",
+            value={"issuer": other.issuer, "serial_number": other.serial_number},
+        )
+        signed_data["signer_infos"] = cms.SignerInfos([info])  # encoded anew up to the top
+        whole = cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
+        changed = cms.ContentInfo.load(whole.dump())["content"]
+        found = _certificates(pdf._certificate_info, changed)
+        assert found == _certificates(pdf._certificate_info_one_by_one, changed)
+        assert found[0] == other.dump()
 
 
 def test_a_consents_dictionaries_are_read_the_fast_way(handler: Any) -> None:

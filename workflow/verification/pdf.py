@@ -26,6 +26,7 @@ from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.decode_limits import DecodeLimits, DocumentDecodeBudget, StreamDecodeLimits
 from pyhanko.pdf_utils.misc import PdfDecodeLimitError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
+from pyhanko.sign import general
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
     DiffPolicy,
@@ -34,7 +35,13 @@ from pyhanko.sign.diff_analysis import (
 )
 from pyhanko.sign.fields import MDPPerm, enumerate_sig_fields
 from pyhanko.sign.general import NonexistentAttributeError, find_unique_cms_attribute
-from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+from pyhanko.sign.validation import (
+    ades,
+    async_validate_pdf_signature,
+    async_validate_pdf_timestamp,
+    dss,
+    generic_cms,
+)
 from pyhanko.sign.validation.ades import (
     AdESBasicValidationResult,
     ValidationObjectSet,
@@ -810,13 +817,15 @@ _names_equal_uncached = asn1_x509.RDNSequence.__eq__
 _NAMES_EQUAL: dict[tuple[bytes, bytes], bool] = {}
 
 
-def _remembered(table: dict[Any, Any], key: Any, compute: Callable[[], Any]) -> Any:
+def _remembered(
+    table: dict[Any, Any], key: Any, compute: Callable[[], Any], *, limit: int = 4096
+) -> Any:
     """``table[key]``, computed and kept if absent; bounded: a long-running worker meets
     few issuers, so the table is emptied when it is full rather than kept in order."""
     found = table.get(key)
     if found is None:
         found = compute()
-        if len(table) >= 4096:
+        if len(table) >= limit:
             table.clear()
         table[key] = found
     return found
@@ -844,6 +853,37 @@ def _hashable(self: Any) -> Any:
     except Exception:
         return _hashable_uncached.fget(self)
     return _remembered(_HASHABLE, key, lambda: _hashable_uncached.fget(self))
+
+
+# pyHanko finds a signature's certificates, and the signer's among them, by reading every
+# certificate of the CMS and matching each against the signer's issuer and serial number:
+# three times per consent (the seal, the Commission's signature, its validation), each on
+# objects read afresh, so that every later step parsed the same certificates again. The
+# office seal and the Commission's certificates are the same in every consent: the answer
+# depends only on the encodings of the certificates and of the signer's identifier, so it
+# is kept by them, and the certificates read once serve every consent that carries them
+# (a tenth of a verification, bench/HISTORY.md 2026-12-01). 64 sets: a worker meets few.
+_certificate_info_one_by_one = general.extract_certificate_info
+_CERTIFICATE_INFO: dict[tuple[bytes, bytes], general.SignedDataCerts] = {}
+
+
+def _certificate_info(signed_data: Any) -> general.SignedDataCerts:
+    try:
+        key = (
+            signed_data["certificates"].dump(),
+            general.extract_signer_info(signed_data)["sid"].dump(),
+        )
+    except Exception:
+        return _certificate_info_one_by_one(signed_data)  # raises as pyHanko does
+    found: general.SignedDataCerts = _remembered(
+        _CERTIFICATE_INFO, key, lambda: _certificate_info_one_by_one(signed_data), limit=64
+    )
+    # The certificates are shared (asn1crypto objects, read-only here); the lists are not.
+    return general.SignedDataCerts(
+        signer_cert=found.signer_cert,
+        other_certs=list(found.other_certs),
+        attribute_certs=list(found.attribute_certs),
+    )
 
 
 # A historical view of a revision (the difference analysis reads the issued one) copies
@@ -894,6 +934,11 @@ _REPLACED: tuple[tuple[Any, str, Any, Any], ...] = (
     (asn1_x509.RDNSequence, "__eq__", _names_equal, _names_equal_uncached),
     (asn1_x509.RDNSequence, "hashable", property(_hashable), _hashable_uncached),
     (HistoricalResolver, "_subsume_object", _subsume, _subsume_one_by_one),
+    # by the name each module imported it under
+    *(
+        (module, "extract_certificate_info", _certificate_info, _certificate_info_one_by_one)
+        for module in (general, generic_cms, ades, dss)
+    ),
     (HistoricalResolver, "_get_usages_of_ref", _get_usages_of_ref, _usages_one_by_one),
     (
         HistoricalResolver,
