@@ -862,7 +862,8 @@ def _hashable(self: Any) -> Any:
 # office seal and the Commission's certificates are the same in every consent: the answer
 # depends only on the encodings of the certificates and of the signer's identifier, so it
 # is kept by them, and the certificates read once serve every consent that carries them
-# (a tenth of a verification, bench/HISTORY.md 2026-12-01). 64 sets: a worker meets few.
+# (9 % of a verification on an Intel Xeon, bench/HISTORY.md 2026-12-01). 64 sets at most:
+# a worker meets few.
 _certificate_info_one_by_one = general.extract_certificate_info
 _CERTIFICATE_INFO: dict[tuple[bytes, bytes], general.SignedDataCerts] = {}
 
