@@ -28,6 +28,7 @@ from tests.eoi_files import filled_eoi
 from workflow.config import load_settings
 from workflow.intake import Claimed, Intake
 from workflow.store import Store
+from workflow.web.process import WebProcess, WebStartError
 from workflow.workers import GIVE_UP_AFTER_S, _Supervisor
 
 #: Rounds of the signal burst, per mode.
@@ -131,6 +132,46 @@ def test_bursts_of_sigterm_never_wedge(tmp_path: Path, workers: int) -> None:
 def _worker_pids(log: Path, index: int) -> list[int]:
     text = log.read_text(errors="replace")
     return [int(pid) for pid in re.findall(rf"worker {index} started \(pid (\d+)\)", text)]
+
+
+def test_a_stop_while_the_schema_is_made_starts_no_dashboard(tmp_path: Path) -> None:
+    """SIGTERM to `run` alone while it makes a new home's schema: it exits without starting
+    the dashboard. It used to start the dashboard anyway and wait for it to listen before
+    stopping it: 3 to 4.4 s after such a burst on a loaded 2-core machine (2026-12-01),
+    which made the burst test above miss its 5 s now and then."""
+    home = tmp_path / "home"
+    home.mkdir()
+    log = tmp_path / "run.log"
+    process = _spawn(home, log)
+    _wait_for(lambda: "Running upgrade" in log.read_text(errors="replace"), 60, "the schema")
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=EXIT_S)
+        _wait_for(partial(_group_gone, process.pid), EXIT_S, "the dashboard exiting")
+    finally:
+        _kill_group(process.pid)
+    text = log.read_text(errors="replace")
+    assert code in (0, -signal.SIGTERM), text[-3000:]
+    assert "dashboard: http" not in text, text[-3000:]  # no dashboard was announced
+    print(f"\nexited {time.monotonic() - sent:.2f} s after SIGTERM")
+
+
+def test_the_dashboard_child_is_stopped_before_it_listens() -> None:
+    """A stop asked while `run`'s dashboard child starts ends the child at once: it is
+    terminated (SIGTERM), not left to listen first."""
+    server = WebProcess(Path("/nonexistent-home"), "127.0.0.1", _free_port())
+    looks = 0
+
+    def should_stop() -> bool:
+        nonlocal looks
+        looks += 1
+        return looks > 1  # at the second look: the child exists, and is starting
+
+    with pytest.raises(WebStartError, match="stopped before the dashboard listened"):
+        server.start(should_stop=should_stop)
+    assert server._process is not None
+    assert server._process.returncode == -signal.SIGTERM
 
 
 def test_worker_killed_again_soon_after_its_restart_is_restarted(tmp_path: Path) -> None:

@@ -259,8 +259,8 @@ def run(
             # the schema, so a database server still starting is waited for first.
             from workflow.store import Store, wait_for_database  # noqa: PLC0415
 
-            if not wait_for_database(Store(settings.database_url), stop.is_set):
-                return
+            if not wait_for_database(Store(settings.database_url), stop.is_set) or stop.is_set():
+                return  # stopped while the schema was made: no dashboard to start and stop
             web = _start_web(settings, stop)
         try:
             if stop.is_set():
@@ -292,13 +292,14 @@ def _start_web(settings: Settings, stop: _SignalFlag) -> Any:
     """Start the dashboard (``consentflow web``) in a child process, once it listens.
 
     The caller has made or checked the schema, with this process's messages. A stop signal
-    sent to the process group while the child starts ends the child too: that is a stop,
-    not a dashboard that cannot start (None is returned)."""
+    while the child starts ends the child too, whether it reached the child (sent to the
+    process group) or this process alone (the child is stopped without waiting for it to
+    listen): that is a stop, not a dashboard that cannot start (None is returned)."""
     from workflow.web.process import WebProcess, WebStartError  # noqa: PLC0415 - light
 
     server = WebProcess(settings.home, settings.web.host, settings.web.port)
     try:
-        server.start()
+        server.start(should_stop=stop.is_set)
     except WebStartError as exc:
         if stop.is_set():
             return None
