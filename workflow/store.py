@@ -541,11 +541,13 @@ class Store:
                 return False
             # In the migration's transaction: a crash leaves the old schema, never a
             # keyed schema with a plain head (which nothing would carry over any more).
-            with Session(bind=connection) as session:
-                tx = Tx(session, self.clock, self.audit_key)
+            tx = Tx(connection, self.clock, self.audit_key)
+            try:
                 carried = tx.lock_chain(carry_over=True)
                 tx.write_head()
-                session.flush()
+                tx.flush()
+            finally:
+                tx.close()
             return carried
 
     def _is_before_key(self, revision: str) -> bool:
@@ -648,16 +650,20 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        The transaction is the connection's; an ORM session joins it only when a step
+        asks for one (:attr:`Tx.session`), so a transaction of Core statements alone (a
+        claim, a lease) does not pay for a session's set-up, flush and teardown.
+        """
+        with self.engine.connect() as connection, connection.begin():
+            tx = Tx(connection, self.clock, self.audit_key)
             try:
-                tx = Tx(session, self.clock, self.audit_key)
                 yield tx
                 tx.write_head()
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+                tx.flush()
+            finally:
+                tx.close()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -1206,9 +1212,10 @@ class Tx:
     """Operations inside one transaction (see :meth:`Store.tx`)."""
 
     def __init__(
-        self, session: Session, clock: Callable[[], datetime], key: AuditKey | None = None
+        self, connection: Connection, clock: Callable[[], datetime], key: AuditKey | None = None
     ) -> None:
-        self.session = session
+        self.connection = connection
+        self._session: Session | None = None
         self.clock = clock
         self.key = key
         # The chain head as this transaction's events moved it, locked by the first of
@@ -1220,10 +1227,29 @@ class Tx:
         """The injected clock's current UTC time."""
         return self.clock()
 
+    @property
+    def session(self) -> Session:
+        """An ORM session in this transaction, made at the first use: what it changes is
+        flushed before the commit, and its objects stay loaded (detached) after it."""
+        if self._session is None:
+            # Joined to the connection's transaction, which Store.tx commits or rolls back.
+            self._session = Session(bind=self.connection, expire_on_commit=False)
+        return self._session
+
+    def flush(self) -> None:
+        """Write the session's pending changes (:meth:`Store.tx` calls it before commit)."""
+        if self._session is not None:
+            self._session.flush()
+
+    def close(self) -> None:
+        """End the session, if one was made; its objects stay as loaded."""
+        if self._session is not None:
+            self._session.close()
+
     def _connection(self) -> Connection:
-        # The session's own connection and transaction: Core statements here commit or
-        # roll back with the ORM's changes.
-        return self.session.connection()
+        # The transaction's connection: Core statements here commit or roll back with the
+        # ORM's changes.
+        return self.connection
 
     # -- events --------------------------------------------------------------------
 
