@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from workflow.states import State, TransitionError
 from workflow.store import SchemaError, Store
@@ -195,3 +196,24 @@ def test_a_ledger_row_is_finished_by_its_status_alone(store: Store) -> None:
         assert (item.status, item.outcome, item.sha256) == ("done", "SUP-2026-00001", "b" * 64)
         assert item.lease_until is None
         assert item.finished_at is not None and item.finished_at.tzinfo is not None
+
+
+def test_a_files_lookups_are_one_statement_each(store: Store) -> None:
+    """The lookups made for every file in signed/ (a known document, an issued consent) send
+    the database their SELECT alone on SQLite: no BEGIN and ROLLBACK around it, which
+    SQLAlchemy executes as statements of their own; on PostgreSQL nothing changes."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement.split(maxsplit=1)[0].upper())
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        assert store.known_document("f" * 64) is None
+        assert store.issued_record("f" * 64) is None
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    if store.engine.dialect.name == "sqlite":
+        assert sent == ["SELECT", "SELECT"]
+    else:
+        assert sent.count("SELECT") == 2

@@ -80,6 +80,10 @@ KEYED_SINCE = "0006_i15b"
 
 #: Execution option of the store's read-only connections (see `_make_engine`).
 _READ_ONLY = "consentflow_read_only"
+#: Execution option of read-only connections that run one statement: on SQLite it runs
+#: without BEGIN (a statement alone reads one snapshot), sparing SQLAlchemy's execution
+#: of the BEGIN, which was a quarter of such a read's time.
+_ONE_STATEMENT = "consentflow_one_statement"
 
 #: PostgreSQL advisory lock key that serialises schema checks and migrations
 #: (the first 8 bytes of SHA-256("consentflow schema"), as a signed 64-bit integer).
@@ -499,6 +503,8 @@ class Store:
         # Reads take no write lock: on SQLite a deferred BEGIN, a snapshot that neither
         # waits for a writer nor holds one back (WAL); on PostgreSQL nothing changes.
         self._reader = self.engine.execution_options(**{_READ_ONLY: True})
+        # Single-statement lookups (each file in signed/ makes three).
+        self._lookup = self.engine.execution_options(**{_READ_ONLY: True, _ONE_STATEMENT: True})
 
     @property
     def reader(self) -> Engine:
@@ -679,7 +685,7 @@ class Store:
 
     def known_document(self, sha256: str) -> KnownDocument | None:
         """The recorded document with these bytes, if any (read without a write lock)."""
-        with self._reader.connect() as connection:
+        with self._lookup.connect() as connection:
             return _known_document(connection, sha256)
 
     def applications(self, state: State | None = None) -> list[Application]:
@@ -801,7 +807,7 @@ class Store:
         the current consent of an application, or one a reissue replaced."""
         # A plain connection, not an ORM session: binding asks this for each revision end
         # of every file in signed/, and most answers are "no".
-        with self._reader.connect() as connection:
+        with self._lookup.connect() as connection:
             row = connection.execute(_ISSUED_RECORD, {"sha256": sha256}).first()
         if row is None or row[0] is None:
             return None
@@ -1822,8 +1828,10 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection: Connection) -> None:
-        read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = connection.get_execution_options()
+        if options.get(_ONE_STATEMENT, False):
+            return  # autocommit: the statement is its own read transaction
+        connection.exec_driver_sql("BEGIN" if options.get(_READ_ONLY, False) else "BEGIN IMMEDIATE")
 
     return engine
 
