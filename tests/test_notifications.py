@@ -127,7 +127,12 @@ def test_registered_kind_is_queued_and_rendered(store: Store) -> None:
             lang="fi",
             context={"org": "Verkosto", "link": "https://e.example/p?a=1&b=2"},
         )
+        # Written at once, not an ORM object for the unit of work to flush (every state
+        # change that tells someone queues messages: bench/HISTORY.md, 2026-12-01).
+        assert not tx.session.new
+        assert len(store.notifications()) == 0  # not visible outside until the commit
     [row] = store.notifications()
+    assert (row.status, row.attempts, row.recipient) == ("queued", 0, "x@example.org")
     fi = render(row.kind, "fi", row.context)
     assert fi.subject == "Täydentäkää profiilinne, Verkosto"
     en = render(row.kind, "en", row.context)

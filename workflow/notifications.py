@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import Table, insert
+from sqlmodel import Session, SQLModel, select
 
 from workflow.states import State
-from workflow.store import Application, Notification
+from workflow.store import Application
 
 #: Recipient of messages for the Covenant office (``[mail] office_to``).
 OFFICE = "@office"
@@ -48,6 +49,7 @@ class Kind:
 
 
 _KINDS: dict[str, Kind] = {}
+_OUTBOX: Table = SQLModel.metadata.tables["notifications"]
 
 
 def register_kind(
@@ -99,15 +101,20 @@ def enqueue(
     """Queue one message in the caller's transaction (outbox row); the sender delivers it."""
     if kind not in _KINDS:
         raise ValueError(f"unknown message kind {kind!r}: register it with register_kind")
-    session.add(
-        Notification(
-            application_id=application_id,
-            kind=kind,
-            recipient=to.strip(),
-            lang=lang if lang else "en",
-            context={key: str(value) for key, value in context.items()},
-            created_at=datetime.now(UTC),
-        )
+    # A Core insert on the session's connection, now: no ORM object to track and flush
+    # (the row is only ever read back by the sender, in its own transactions).
+    session.connection().execute(
+        insert(_OUTBOX),
+        {
+            "application_id": application_id,
+            "kind": kind,
+            "recipient": to.strip(),
+            "lang": lang if lang else "en",
+            "context": {key: str(value) for key, value in context.items()},
+            "status": "queued",
+            "attempts": 0,
+            "created_at": datetime.now(UTC),
+        },
     )
 
 
