@@ -20,6 +20,7 @@ from pyhanko.pdf_utils import generic, xref
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign.validation import generic_cms
+from pyhanko.sign.validation.errors import SignatureValidationError
 
 from forms.consent import render_consent_body
 from tests.test_consent import sample_eoi
@@ -533,6 +534,35 @@ def test_certificates_are_found_as_pyhanko_finds_them(corpus_signatures: Path) -
         found = _certificates(pdf._certificate_info, changed)
         assert found == _certificates(pdf._certificate_info_one_by_one, changed)
         assert found[0] == other.dump()
+
+
+def test_the_seals_certificate_is_the_one_pyhanko_names(corpus_signatures: Path) -> None:
+    """``signer_certificate`` (the office seal's, which is not validated again) is the
+    certificate pyHanko's ``signer_cert`` names for every signature of the DSS suite whose
+    signing-certificate attribute pyHanko accepts, and raises where pyHanko finds no
+    signer's certificate at all."""
+    named = 0
+    for path in sorted(corpus_signatures.glob("*.pdf")):
+        try:
+            signatures = list(PdfFileReader(BytesIO(path.read_bytes()), strict=False)
+                              .embedded_signatures)  # fmt: skip
+        except Exception:
+            continue
+        for signature in signatures:
+            found = _certificates(pdf._certificate_info_one_by_one, signature.signed_data)
+            if found[0] == "error":
+                with pytest.raises(found[1]):
+                    pdf.signer_certificate(signature)
+                continue
+            ours = pdf.signer_certificate(signature).dump()
+            assert ours == found[0], path.name
+            try:
+                theirs = signature.signer_cert.dump()  # with the attribute's check
+            except SignatureValidationError:
+                continue
+            assert ours == theirs, path.name
+            named += 1
+    assert named > 10
 
 
 def test_a_consents_dictionaries_are_read_the_fast_way(handler: Any) -> None:

@@ -56,6 +56,7 @@ from workflow.verification.pdf import (
     load_certificates,
     read_pdf,
     release,
+    signer_certificate,
     validate,
     validation_context,
     xref_section_ends,
@@ -291,7 +292,7 @@ class Verifier:
                 limits=self.limits,
             )
         if certification is not None and certification is not emb:
-            seal = certification.signer_cert
+            seal = signer_certificate(certification)
             who.seal_marks = frozenset(
                 hashlib.sha256(part.dump()).hexdigest() for part in (seal, seal.public_key)
             )
