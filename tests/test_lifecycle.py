@@ -157,10 +157,10 @@ def test_a_stop_while_the_schema_is_made_starts_no_dashboard(tmp_path: Path) -> 
     print(f"\nexited {time.monotonic() - sent:.2f} s after SIGTERM")
 
 
-def test_the_dashboard_child_is_stopped_before_it_listens() -> None:
+def test_the_dashboard_child_is_stopped_before_it_listens(tmp_path: Path) -> None:
     """A stop asked while `run`'s dashboard child starts ends the child at once: it is
     terminated (SIGTERM), not left to listen first."""
-    server = WebProcess(Path("/nonexistent-home"), "127.0.0.1", _free_port())
+    server = WebProcess(tmp_path / "home", "127.0.0.1", _free_port())
     looks = 0
 
     def should_stop() -> bool:

@@ -200,8 +200,8 @@ def test_a_ledger_row_is_finished_by_its_status_alone(store: Store) -> None:
 
 def test_a_files_lookups_are_one_statement_each(store: Store) -> None:
     """The lookups made for every file in signed/ (a known document, an issued consent) send
-    the database their SELECT alone on SQLite: no BEGIN and ROLLBACK around it, which
-    SQLAlchemy executes as statements of their own; on PostgreSQL nothing changes."""
+    the database their SELECT alone on SQLite: no BEGIN before it, which SQLAlchemy
+    executed as a statement of its own; on PostgreSQL nothing changes."""
     sent: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
