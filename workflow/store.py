@@ -547,13 +547,8 @@ class Store:
                 return False
             # In the migration's transaction: a crash leaves the old schema, never a
             # keyed schema with a plain head (which nothing would carry over any more).
-            tx = Tx(connection, self.clock, self.audit_key)
-            try:
+            with self._tx_on(connection) as tx:
                 carried = tx.lock_chain(carry_over=True)
-                tx.write_head()
-                tx.flush()
-            finally:
-                tx.close()
             return carried
 
     def _is_before_key(self, revision: str) -> bool:
@@ -662,14 +657,24 @@ class Store:
         asks for one (:attr:`Tx.session`), so a transaction of Core statements alone (a
         claim, a lease) does not pay for a session's set-up, flush and teardown.
         """
-        with self.engine.connect() as connection, connection.begin():
-            tx = Tx(connection, self.clock, self.audit_key)
-            try:
-                yield tx
-                tx.write_head()
-                tx.flush()
-            finally:
-                tx.close()
+        with (
+            self.engine.connect() as connection,
+            connection.begin(),
+            self._tx_on(connection) as tx,
+        ):
+            yield tx
+
+    @contextmanager
+    def _tx_on(self, connection: Connection) -> Iterator[Tx]:
+        """A :class:`Tx` in ``connection``'s open transaction: the chain head and the
+        session's changes are written when the block ends; the caller commits."""
+        tx = Tx(connection, self.clock, self.audit_key)
+        try:
+            yield tx
+            tx.write_head()
+            tx.flush()
+        finally:
+            tx.close()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
