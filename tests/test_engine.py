@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from tests.eoi_files import broken_pdf, filled_eoi, invalid_eoi
 from tests.processes import consentflow, wait_for
@@ -335,17 +336,64 @@ def test_an_idle_loop_wakes_once_a_second(home: Path, database_url: str) -> None
 
 
 def test_restart_finishes_files_left_in_processing(home: Path, database_url: str) -> None:
-    """A file claimed but not recorded, and one recorded as done, are finished at start."""
+    """A file claimed but not recorded, and one recorded as done, are finished at start.
+
+    Both are what a crash of the machine can leave: a claim's transaction is not flushed
+    to disk, nor is the removal of a finished file (see `Store.tx`)."""
     engine = Engine(make_settings(home, database_url))
     engine.start()
     processing = home / "inbox" / ".processing"
-    (processing / "1a2b__orphan.pdf").write_bytes(filled_eoi(org_name="Orphan Network"))
+    done = filled_eoi(org_name="Done Network")
+    (home / "inbox" / "done.pdf").write_bytes(done)
     engine.run_once()
-    assert states(engine.store) == {"Orphan Network": State.AWAITING_REVIEW}
-    assert list(processing.iterdir()) == []
-    [item] = engine.store.items()
-    assert item.original_name == "orphan.pdf"
+    [finished] = engine.store.items()
+    assert finished.status == "done" and finished.claimed_name is not None
+    (processing / finished.claimed_name).write_bytes(done)  # its removal undone
+    (processing / "1a2b__orphan.pdf").write_bytes(filled_eoi(org_name="Orphan Network"))
     engine.close()
+
+    engine = Engine(make_settings(home, database_url))
+    engine.start()
+    engine.run_once()
+    assert states(engine.store) == {
+        "Done Network": State.AWAITING_REVIEW,
+        "Orphan Network": State.AWAITING_REVIEW,
+    }
+    assert list(processing.iterdir()) == []
+    assert sorted(item.original_name for item in engine.store.items()) == [
+        "done.pdf",
+        "orphan.pdf",
+    ]
+    assert not any(e.kind == "duplicate" for e in engine.store.events())
+    engine.close()
+
+
+def test_only_the_claim_commits_without_waiting_for_the_disk(home: Path, database_url: str) -> None:
+    """A file's claim is committed without a flush to disk, its outcome with one: the
+    statement that turns the flush off comes in the claim's transaction alone."""
+    engine = Engine(make_settings(home, database_url))
+    engine.start()
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(" ".join(statement.split()[:3]).upper())
+
+    event.listen(engine.store.engine, "before_cursor_execute", record)
+    try:
+        (home / "inbox" / "a.pdf").write_bytes(filled_eoi(org_name="Claimed Network"))
+        engine.run_once()
+    finally:
+        event.remove(engine.store.engine, "before_cursor_execute", record)
+    engine.close()
+    lazy = (
+        "PRAGMA SYNCHRONOUS=NORMAL"
+        if database_url.startswith("sqlite")
+        else "SET LOCAL SYNCHRONOUS_COMMIT"
+    )
+    claim = sent.index("INSERT INTO INTAKE_ITEMS")
+    assert sent[:claim].count(lazy) == 1
+    assert lazy not in sent[claim:]
+    assert "INSERT INTO APPLICATIONS" in sent[claim:]
 
 
 # -- the watcher, live ------------------------------------------------------------------------

@@ -198,6 +198,28 @@ def test_a_ledger_row_is_finished_by_its_status_alone(store: Store) -> None:
         assert item.finished_at is not None and item.finished_at.tzinfo is not None
 
 
+def test_only_a_not_durable_transaction_commits_without_waiting_for_the_disk(
+    store: Store,
+) -> None:
+    """A claim's transaction (``durable=False``) commits without a flush to disk (SQLite
+    ``synchronous`` NORMAL = 1, PostgreSQL ``synchronous_commit`` off); every other one,
+    on the same pooled connection before and after it, waits for the disk (FULL = 2, on)."""
+    sqlite = store.engine.dialect.name == "sqlite"
+    ask = "PRAGMA synchronous" if sqlite else "SHOW synchronous_commit"
+    durable, lazy = (2, 1) if sqlite else ("on", "off")
+
+    def setting(*, durable: bool = True) -> Any:
+        with store.tx(durable=durable) as tx:
+            return tx.connection.exec_driver_sql(ask).scalar()
+
+    assert [setting(), setting(durable=False), setting(), setting(durable=False)] == [
+        durable,
+        lazy,
+        durable,
+        lazy,
+    ]
+
+
 def test_a_files_lookups_are_one_statement_each(store: Store) -> None:
     """The lookups made for every file in signed/ (a known document, an issued consent) send
     the database their SELECT alone on SQLite: no BEGIN before it, which SQLAlchemy

@@ -531,7 +531,9 @@ class Intake:
         size = os.lstat(target).st_size
         for attempt in range(1, 1_000_000):
             try:
-                with self.store.tx() as tx:
+                # Not durable: a crash that undoes it leaves the file in .processing/
+                # without a row, which `recover` adopts; the file's outcome is durable.
+                with self.store.tx(durable=False) as tx:
                     item_id = tx.claim_item(
                         folder=folder_name,
                         original_name=original,
@@ -632,7 +634,9 @@ class Intake:
                 sha256=sha256,
             )
             return
-        _remove(claim.path)
+        # Not flushed to disk: the outcome is, and a crash that undoes this removal leaves
+        # a file whose ledger row is finished, which `recover` removes again.
+        claim.path.unlink(missing_ok=True)
         self.stats.done += 1
         self.log.info("%s: %s", claim.original_name, outcome)
 

@@ -84,6 +84,10 @@ _READ_ONLY = "consentflow_read_only"
 #: without BEGIN (a statement alone reads one snapshot), sparing SQLAlchemy's execution
 #: of the BEGIN, which was a quarter of such a read's time.
 _ONE_STATEMENT = "consentflow_one_statement"
+#: Execution option of a write transaction whose commit need not wait for the disk (see
+#: `Store.tx`): SQLite's ``synchronous=NORMAL`` for it, PostgreSQL's ``synchronous_commit``
+#: off.
+_NOT_DURABLE = "consentflow_not_durable"
 
 #: PostgreSQL advisory lock key that serialises schema checks and migrations
 #: (the first 8 bytes of SHA-256("consentflow schema"), as a signed 64-bit integer).
@@ -650,19 +654,28 @@ class Store:
     # -- transactions -------------------------------------------------------------
 
     @contextmanager
-    def tx(self) -> Iterator[Tx]:
+    def tx(self, *, durable: bool = True) -> Iterator[Tx]:
         """One transaction: committed when the block ends, rolled back if it raises.
 
         The transaction is the connection's; an ORM session joins it only when a step
         asks for one (:attr:`Tx.session`), so a transaction of Core statements alone (a
         claim, a lease) does not pay for a session's set-up, flush and teardown.
+
+        ``durable=False`` is for a transaction that a crash of the machine may undo
+        without harm, because what it records is found again from the files (a claim:
+        a file in ``.processing/`` without its ledger row is adopted at the next start).
+        Its commit does not wait for the disk: it is written, in order, and made durable
+        by the next durable commit (SQLite's ``synchronous=NORMAL`` in WAL mode,
+        PostgreSQL's ``synchronous_commit = off``). A consentflow process that dies loses
+        nothing of it; a crash of the machine, or of the PostgreSQL server, may.
         """
-        with (
-            self.engine.connect() as connection,
-            connection.begin(),
-            self._tx_on(connection) as tx,
-        ):
-            yield tx
+        with self.engine.connect() as connection:
+            if not durable:
+                connection.execution_options(**{_NOT_DURABLE: True})
+            with connection.begin(), self._tx_on(connection) as tx:
+                if not durable and connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                yield tx
 
     @contextmanager
     def _tx_on(self, connection: Connection) -> Iterator[Tx]:
@@ -1836,7 +1849,17 @@ def _sqlite_engine(url: URL) -> Engine:
         options = connection.get_execution_options()
         if options.get(_ONE_STATEMENT, False):
             return  # autocommit: the statement is its own read transaction
-        connection.exec_driver_sql("BEGIN" if options.get(_READ_ONLY, False) else "BEGIN IMMEDIATE")
+        if options.get(_READ_ONLY, False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        # Set per connection before each write transaction, when it changes (a claim's
+        # transaction is followed by its file's durable one).
+        synchronous = "NORMAL" if options.get(_NOT_DURABLE, False) else "FULL"
+        info = connection.connection.info
+        if info.get(_NOT_DURABLE, "FULL") != synchronous:
+            connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+            info[_NOT_DURABLE] = synchronous
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
