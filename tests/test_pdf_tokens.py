@@ -19,6 +19,7 @@ from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic, xref
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
+from pyhanko.sign import general
 from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.errors import SignatureValidationError
 
@@ -563,6 +564,51 @@ def test_the_seals_certificate_is_the_one_pyhanko_names(corpus_signatures: Path)
             assert ours == theirs, path.name
             named += 1
     assert named > 10
+
+
+def _signing_certificate_check(check: Any, cert: Any, signed_attrs: Any) -> tuple[Any, ...]:
+    try:
+        check(cert, signed_attrs)
+    except Exception as exc:
+        return ("error", type(exc), str(exc))
+    return ("match",)
+
+
+def test_signing_certificates_are_checked_as_pyhanko_checks_them(
+    corpus_signatures: Path,
+) -> None:
+    """``pdf._check_signing_certificate``, which keeps the matches it found, answers as
+    pyHanko's own check for every signature of the DSS suite, twice over (the second time
+    from what it kept), and for each signature's attribute against another signature's
+    signer certificate: a mismatch raises as pyHanko does, every time."""
+    pairs = []
+    for path in sorted(corpus_signatures.glob("*.pdf")):
+        try:
+            signatures = list(PdfFileReader(BytesIO(path.read_bytes()), strict=False)
+                              .embedded_signatures)  # fmt: skip
+        except Exception:
+            continue
+        for signature in signatures:
+            try:
+                cert = pdf._certificate_info_one_by_one(signature.signed_data).signer_cert
+                attrs = general.extract_signer_info(signature.signed_data)["signed_attrs"]
+            except Exception:
+                continue
+            pairs.append((path.name, cert, attrs))
+    others = [cert for _, cert, _ in pairs[1:] + pairs[:1]]  # the next signature's signer
+    answers = {"match": 0, "error": 0}
+    pdf._SIGNING_CERTIFICATE_MATCHES.clear()
+    for _ in range(2):
+        for (name, cert, attrs), other in zip(pairs, others, strict=True):
+            for signer in (cert, other):
+                theirs = _signing_certificate_check(pdf._signing_certificate_one_by_one,
+                                                    signer, attrs)  # fmt: skip
+                ours = _signing_certificate_check(pdf._check_signing_certificate, signer, attrs)
+                assert ours == theirs, name
+                answers[theirs[0]] += 1
+    assert pdf._SIGNING_CERTIFICATE_MATCHES  # kept: the second pass answered from them
+    assert answers["match"] > 10
+    assert answers["error"] > 10, answers
 
 
 def test_a_consents_dictionaries_are_read_the_fast_way(handler: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import HistoricalResolver
-from pyhanko.sign.validation import ades
+from pyhanko.sign.validation import ades, generic_cms
 from pyhanko.sign.validation.report import tools
 
 from workflow import verification
@@ -34,6 +34,8 @@ PRIVATE: dict[str, tuple[Any, list[str]]] = {
     # answers to pyHanko's), called for every other revision
     "_get_usages_of_ref": (HistoricalResolver, ["self", "ref"]),
     "_load_reverse_xref_cache": (HistoricalResolver, ["self"]),
+    # replaced by one that keeps its matches (pdf._check_signing_certificate)
+    "_check_signing_certificate": (generic_cms, ["cert", "signed_attrs"]),
 }
 PACKAGE = Path(verification.__file__).parent
 
