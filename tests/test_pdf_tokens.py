@@ -484,6 +484,19 @@ def test_same_objects_in_real_files(corpus_forms: Path, corpus_signatures: Path)
     assert read > 1500
 
 
+def _signatures_of(folder: Path) -> Iterator[tuple[str, Any]]:
+    """Each signature pyHanko lists in the PDFs of ``folder``, with its file's name; a file
+    too broken to list its signatures (the DSS corpus has some) is passed over."""
+    for path in sorted(folder.glob("*.pdf")):
+        try:
+            reader = PdfFileReader(BytesIO(path.read_bytes()), strict=False)
+            signatures = list(reader.embedded_signatures)
+        except Exception:
+            continue
+        for signature in signatures:
+            yield path.name, signature
+
+
 def _certificates(find: Any, signed_data: Any) -> tuple[Any, ...]:
     try:
         info = find(signed_data)
@@ -502,22 +515,16 @@ def test_certificates_are_found_as_pyhanko_finds_them(corpus_signatures: Path) -
     and the same certificates with another signer identifier name that other signer."""
     compared = 0
     chains = []
-    for path in sorted(corpus_signatures.glob("*.pdf")):
-        try:
-            signatures = list(PdfFileReader(BytesIO(path.read_bytes()), strict=False)
-                              .embedded_signatures)  # fmt: skip
-        except Exception:
-            continue  # a file too broken to list its signatures (the corpus has some)
-        for signature in signatures:
-            raw = bytes(signature.sig_object["/Contents"])
-            pdf._CERTIFICATE_INFO.clear()
-            expected = _certificates(pdf._certificate_info_one_by_one, signature.signed_data)
-            for _ in range(2):  # read afresh, then kept; each time from new objects
-                signed_data = cms.ContentInfo.load(raw)["content"]
-                assert _certificates(pdf._certificate_info, signed_data) == expected, path.name
-            compared += 1
-            if expected[0] != "error" and expected[1]:
-                chains.append(raw)
+    for name, signature in _signatures_of(corpus_signatures):
+        raw = bytes(signature.sig_object["/Contents"])
+        pdf._CERTIFICATE_INFO.clear()
+        expected = _certificates(pdf._certificate_info_one_by_one, signature.signed_data)
+        for _ in range(2):  # read afresh, then kept; each time from new objects
+            signed_data = cms.ContentInfo.load(raw)["content"]
+            assert _certificates(pdf._certificate_info, signed_data) == expected, name
+        compared += 1
+        if expected[0] != "error" and expected[1]:
+            chains.append(raw)
     assert compared > 10 and chains
     for raw in chains:
         signed_data = cms.ContentInfo.load(raw)["content"]
@@ -543,26 +550,20 @@ def test_the_seals_certificate_is_the_one_pyhanko_names(corpus_signatures: Path)
     signing-certificate attribute pyHanko accepts, and raises where pyHanko finds no
     signer's certificate at all."""
     named = 0
-    for path in sorted(corpus_signatures.glob("*.pdf")):
-        try:
-            signatures = list(PdfFileReader(BytesIO(path.read_bytes()), strict=False)
-                              .embedded_signatures)  # fmt: skip
-        except Exception:
+    for name, signature in _signatures_of(corpus_signatures):
+        found = _certificates(pdf._certificate_info_one_by_one, signature.signed_data)
+        if found[0] == "error":
+            with pytest.raises(found[1]):
+                pdf.signer_certificate(signature)
             continue
-        for signature in signatures:
-            found = _certificates(pdf._certificate_info_one_by_one, signature.signed_data)
-            if found[0] == "error":
-                with pytest.raises(found[1]):
-                    pdf.signer_certificate(signature)
-                continue
-            ours = pdf.signer_certificate(signature).dump()
-            assert ours == found[0], path.name
-            try:
-                theirs = signature.signer_cert.dump()  # with the attribute's check
-            except SignatureValidationError:
-                continue
-            assert ours == theirs, path.name
-            named += 1
+        ours = pdf.signer_certificate(signature).dump()
+        assert ours == found[0], name
+        try:
+            theirs = signature.signer_cert.dump()  # with the attribute's check
+        except SignatureValidationError:
+            continue
+        assert ours == theirs, name
+        named += 1
     assert named > 10
 
 
@@ -582,19 +583,13 @@ def test_signing_certificates_are_checked_as_pyhanko_checks_them(
     from what it kept), and for each signature's attribute against another signature's
     signer certificate: a mismatch raises as pyHanko does, every time."""
     pairs = []
-    for path in sorted(corpus_signatures.glob("*.pdf")):
+    for name, signature in _signatures_of(corpus_signatures):
         try:
-            signatures = list(PdfFileReader(BytesIO(path.read_bytes()), strict=False)
-                              .embedded_signatures)  # fmt: skip
+            cert = pdf._certificate_info_one_by_one(signature.signed_data).signer_cert
+            attrs = general.extract_signer_info(signature.signed_data)["signed_attrs"]
         except Exception:
             continue
-        for signature in signatures:
-            try:
-                cert = pdf._certificate_info_one_by_one(signature.signed_data).signer_cert
-                attrs = general.extract_signer_info(signature.signed_data)["signed_attrs"]
-            except Exception:
-                continue
-            pairs.append((path.name, cert, attrs))
+        pairs.append((name, cert, attrs))
     others = [cert for _, cert, _ in pairs[1:] + pairs[:1]]  # the next signature's signer
     answers = {"match": 0, "error": 0}
     pdf._SIGNING_CERTIFICATE_MATCHES.clear()
