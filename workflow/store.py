@@ -665,9 +665,11 @@ class Store:
         without harm, because what it records is found again from the files (a claim:
         a file in ``.processing/`` without its ledger row is adopted at the next start).
         Its commit does not wait for the disk: it is written, in order, and made durable
-        by the next durable commit (SQLite's ``synchronous=NORMAL`` in WAL mode,
-        PostgreSQL's ``synchronous_commit = off``). A consentflow process that dies loses
-        nothing of it; a crash of the machine, or of the PostgreSQL server, may.
+        by the next durable commit (SQLite's ``synchronous=NORMAL`` in WAL mode, which
+        "might roll back following a power loss or system crash", sqlite.org/pragma.html;
+        PostgreSQL's ``synchronous_commit = off``, its manual's "Asynchronous Commit"). A
+        consentflow process that dies loses nothing of it; a crash of the machine, or of
+        the PostgreSQL server, may.
         """
         with self.engine.connect() as connection:
             if not durable:
