@@ -206,17 +206,17 @@ def test_only_a_not_durable_transaction_commits_without_waiting_for_the_disk(
     on the same pooled connection before and after it, waits for the disk (FULL = 2, on)."""
     sqlite = store.engine.dialect.name == "sqlite"
     ask = "PRAGMA synchronous" if sqlite else "SHOW synchronous_commit"
-    durable, lazy = (2, 1) if sqlite else ("on", "off")
+    flushed, unflushed = (2, 1) if sqlite else ("on", "off")
 
     def setting(*, durable: bool = True) -> Any:
         with store.tx(durable=durable) as tx:
             return tx.connection.exec_driver_sql(ask).scalar()
 
     assert [setting(), setting(durable=False), setting(), setting(durable=False)] == [
-        durable,
-        lazy,
-        durable,
-        lazy,
+        flushed,
+        unflushed,
+        flushed,
+        unflushed,
     ]
 
 
