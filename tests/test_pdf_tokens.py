@@ -624,6 +624,55 @@ def test_a_consents_dictionaries_are_read_the_fast_way(handler: Any) -> None:
     assert pdf._read_fast(BytesIO(signature), generic.Reference(7, 0, handler)) is not None
 
 
+def _parts(value: Any) -> Iterator[Any]:
+    """Every object a read value is made of (not the keys, which name no container)."""
+    yield value
+    if isinstance(value, dict):
+        for item in dict.values(value):
+            yield from _parts(item)
+    elif isinstance(value, list):
+        for item in list.__iter__(value):
+            yield from _parts(item)
+    elif isinstance(value, generic.IndirectObject):
+        yield value.reference
+
+
+def test_a_dictionary_read_again_is_a_copy_made_for_its_reader(handler: Any) -> None:
+    """A consent's dictionaries read a second time, for another reader, come from the kept
+    ones: the same objects pyHanko makes for that reader, none of them shared with the
+    first read's, whatever the first reader did to its own."""
+    data = render_consent_body(
+        sample_eoi(), reference="SUP-2026-00001", issued_at=datetime.now(UTC)
+    )
+    other = PdfFileReader(BytesIO(data))
+    again = 0
+    for start, first in _objects_of(data):
+        pdf._PARSED.clear()
+        stream = BytesIO(data)
+        stream.seek(start)
+        before = generic.read_object(stream, first)
+        second = generic.Reference(first.idnum, first.generation, other)
+        if len(pdf._PARSED):  # kept: the second read is a copy
+            again += 1
+            for part in _parts(before):  # what a reader may do to the objects it holds
+                if isinstance(part, dict):
+                    dict.__setitem__(part, generic.NameObject("/Changed"), generic.NullObject())
+                elif isinstance(part, list):
+                    part.append(generic.NullObject())
+        _same(data, start, second)  # read ours first, from the kept dictionary
+        stream.seek(start)
+        after = generic.read_object(stream, second)
+        assert not {id(part) for part in _parts(before)} & {id(part) for part in _parts(after)}
+    assert again > 5  # the fonts, the page, the form's fields …
+    pdf._PARSED.clear()
+    for size in (1, 4, 40):  # the same bytes with less of the file after them
+        block = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /FirstChar 32 >>"
+        cut = BytesIO(block + b" 12 0 R"[:size])
+        container = generic.Reference(7, 0, handler)
+        assert pdf._read_fast(cut, container) is not None
+        _same(block + b" 12 0 R"[:size], 0, container)
+
+
 @pytest.mark.parametrize(
     "data",
     [bytes((code,)) for code in range(256)]

@@ -12,6 +12,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from decimal import Decimal
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -760,10 +761,17 @@ def _read_fast(stream: Any, container_ref: Any) -> Any:
         try:
             if not data.startswith(b"<<"):
                 raise _UnsureError(0)
-            entries, end = _parse_dictionary(data, container_ref, handler)
-            if end + 20 > len(data) and not eof:
-                # pyHanko looks 20 bytes ahead of a number for " 0 R": all are inside.
-                raise _UnsureError(len(data))
+            known = _PARSED.find(data, eof) if window == _WINDOWS[0] else None
+            if known is not None:
+                end = len(known[0])
+                entries = _copy_entries(known[1], container_ref, handler)
+            else:
+                entries, end = _parse_dictionary(data, container_ref, handler)
+                if end + 20 > len(data) and not eof:
+                    # pyHanko looks 20 bytes ahead of a number for " 0 R": all are inside.
+                    raise _UnsureError(len(data))
+                if window == _WINDOWS[0]:
+                    _PARSED.add(data[:end], entries)
         except _UnsureError as unsure:
             if eof or unsure.at + 64 < len(data):
                 return None  # not for lack of bytes
@@ -775,6 +783,119 @@ def _read_fast(stream: Any, container_ref: Any) -> Any:
             return generic.StreamObject(entries, encoded_data=payload)
         return _made.DictionaryObject(entries)
     return None
+
+
+# A consent's dictionaries are mostly its template's, byte for byte (the fonts with their
+# widths, the page tree, the form as issued): 2 of every 3 that a verification parsed were
+# byte-identical to one an earlier consent had. A dictionary's entries are a function of
+# its bytes alone (each token ends before the ">>" that ends it; the reference look-ahead
+# needs the byte after an "R", which comes before that ">>") and of the reader they are
+# read for: each value names its container (``container_ref``), each reference its reader.
+# So a dictionary parsed once is kept by its bytes, detached (no reader), and a later read
+# of the same bytes gets a copy made for its own reader: the same objects the parser would
+# make, at a fraction of the cost, and never an object another file's reader holds.
+_PREFIX = 48  # the bytes the kept dictionaries are indexed by
+_PER_PREFIX = 8  # dictionaries kept with one prefix (a widget's start is common)
+_KEPT_PREFIXES = 256  # then all are dropped and the store fills again
+_KEPT_SIZE = 4096 - 20  # the first block: a bigger dictionary is parsed each time
+
+
+class _ParsedDictionaries:
+    """Dictionaries parsed before: their bytes and their entries, detached from any reader.
+
+    Bounded (at most ``_KEPT_PREFIXES * _PER_PREFIX`` dictionaries of at most
+    ``_KEPT_SIZE`` bytes each) and safe to share between threads: an entry is never
+    changed once stored, only replaced whole."""
+
+    def __init__(self) -> None:
+        self._by_prefix: dict[bytes, tuple[tuple[bytes, dict[Any, Any]], ...]] = {}
+
+    def find(self, data: bytes, eof: bool) -> tuple[bytes, dict[Any, Any]] | None:
+        """The kept dictionary that ``data`` (the block read, ``eof`` if it is the file's
+        end) starts with: its bytes and its detached entries. Only one the parser would
+        accept in this block: the 20 bytes after it are in the block too, or the file
+        ends."""
+        for raw, entries in self._by_prefix.get(data[:_PREFIX], ()):
+            if data.startswith(raw) and (eof or len(data) >= len(raw) + 20):
+                return raw, entries
+        return None
+
+    def add(self, raw: bytes, entries: dict[Any, Any]) -> None:
+        """Keep the dictionary whose bytes are ``raw``, parsed as ``entries``."""
+        if not _PREFIX <= len(raw) <= _KEPT_SIZE:
+            return  # a short one costs little to parse; a long one is rare
+        prefix = raw[:_PREFIX]
+        kept = self._by_prefix.get(prefix, ())
+        if len(kept) >= _PER_PREFIX:
+            return
+        if not kept and len(self._by_prefix) >= _KEPT_PREFIXES:
+            self._by_prefix = {}
+        self._by_prefix[prefix] = (*kept, (raw, _copy_entries(entries, None, None)))
+
+    def __len__(self) -> int:
+        return sum(len(kept) for kept in self._by_prefix.values())
+
+    def clear(self) -> None:
+        """Forget every dictionary (for tests)."""
+        self._by_prefix = {}
+
+
+_PARSED = _ParsedDictionaries()
+_new_int: Any = int.__new__
+_new_str: Any = str.__new__
+_new_bytes: Any = bytes.__new__
+_new_decimal: Any = Decimal.__new__
+
+
+def _copy_entries(entries: dict[Any, Any], container_ref: Any, handler: Any) -> dict[Any, Any]:
+    """A dictionary's entries as the parser makes them for ``container_ref`` (the values'
+    container) and ``handler`` (the references' reader), copied from ``entries``; keys,
+    which name no container, are shared."""
+    return {key: _copy(value, container_ref, handler) for key, value in dict.items(entries)}
+
+
+def _copy(value: Any, container_ref: Any, handler: Any) -> Any:
+    """A copy of one parsed value, as `_parse_dictionary` makes it for this container."""
+    kind = value.__class__
+    new: Any
+    if kind is _FLOAT:
+        new = _new_decimal(_FLOAT, value)
+    elif kind is _NAME:
+        new = _new_str(_NAME, value)
+    elif kind is _INTEGER:
+        new = _new_int(_INTEGER, value)
+    elif kind is _REFERENCE:
+        reference = value.reference
+        new = _made.IndirectObject(reference.idnum, reference.generation, handler)
+    elif kind is _DICTIONARY:
+        new = _made.DictionaryObject(_copy_entries(value, container_ref, handler))
+    elif kind is _ARRAY:
+        new = _ARRAY([_copy(item, container_ref, handler) for item in list.__iter__(value)])
+    elif kind is _TEXT:
+        new = _new_str(_TEXT, value)
+        new.__dict__.update(value.__dict__)  # the encoding pdf_string detected
+    elif kind is _BYTES:
+        new = _new_bytes(_BYTES, value)
+    elif kind is _BOOLEAN:
+        new = _made.BooleanObject(value.value)
+    elif kind is _NULL:
+        new = generic.NullObject()
+    else:
+        raise TypeError(f"no parsed value is a {kind.__name__}")
+    new.container_ref = container_ref
+    return new
+
+
+_FLOAT: Any = generic.FloatObject
+_NAME: Any = generic.NameObject
+_INTEGER: Any = generic.NumberObject
+_REFERENCE: Any = generic.IndirectObject
+_DICTIONARY: Any = generic.DictionaryObject
+_ARRAY: Any = generic.ArrayObject
+_TEXT: Any = generic.TextStringObject
+_BYTES: Any = generic.ByteStringObject
+_BOOLEAN: Any = generic.BooleanObject
+_NULL: Any = generic.NullObject
 
 
 # PDFDocEncoding: pyHanko decodes every string of a PDF through a generator, a Python call a
