@@ -791,13 +791,16 @@ def _read_fast(stream: Any, container_ref: Any) -> Any:
 # its bytes alone (each token ends before the ">>" that ends it; the reference look-ahead
 # needs the byte after an "R", which comes before that ">>") and of the reader they are
 # read for: each value names its container (``container_ref``), each reference its reader.
-# So a dictionary parsed once is kept by its bytes, detached (no reader), and a later read
-# of the same bytes gets a copy made for its own reader: the same objects the parser would
-# make, at a fraction of the cost, and never an object another file's reader holds.
+# So a dictionary parsed a second time is kept by its bytes, detached (no reader), and a
+# later read of the same bytes gets a copy made for its own reader: the same objects the
+# parser would make, at a fraction of the cost, and never an object another file's reader
+# holds. Only the second parse keeps it: a file's own dictionaries (its trailers, its
+# signature, its field values) come once, and would crowd out the template's.
 _PREFIX = 48  # the bytes the kept dictionaries are indexed by
 _PER_PREFIX = 8  # dictionaries kept with one prefix (a widget's start is common)
 _KEPT_PREFIXES = 256  # then all are dropped and the store fills again
 _KEPT_SIZE = 4096 - 20  # the first block: a bigger dictionary is parsed each time
+_SEEN = 4096  # hashes of dictionaries parsed once, then all are forgotten
 
 
 class _ParsedDictionaries:
@@ -809,6 +812,7 @@ class _ParsedDictionaries:
 
     def __init__(self) -> None:
         self._by_prefix: dict[bytes, tuple[tuple[bytes, dict[Any, Any]], ...]] = {}
+        self._seen: set[int] = set()
 
     def find(self, data: bytes, eof: bool) -> tuple[bytes, dict[Any, Any]] | None:
         """The kept dictionary that ``data`` (the block read, ``eof`` if it is the file's
@@ -821,9 +825,16 @@ class _ParsedDictionaries:
         return None
 
     def add(self, raw: bytes, entries: dict[Any, Any]) -> None:
-        """Keep the dictionary whose bytes are ``raw``, parsed as ``entries``."""
+        """Keep the dictionary whose bytes are ``raw``, parsed as ``entries``, if these
+        bytes were parsed before (by their hash: a collision keeps one more, no more)."""
         if not _PREFIX <= len(raw) <= _KEPT_SIZE:
             return  # a short one costs little to parse; a long one is rare
+        seen = hash(raw)
+        if seen not in self._seen:
+            if len(self._seen) >= _SEEN:
+                self._seen = set()
+            self._seen.add(seen)
+            return
         prefix = raw[:_PREFIX]
         kept = self._by_prefix.get(prefix, ())
         if len(kept) >= _PER_PREFIX:
@@ -838,6 +849,7 @@ class _ParsedDictionaries:
     def clear(self) -> None:
         """Forget every dictionary (for tests)."""
         self._by_prefix = {}
+        self._seen = set()
 
 
 _PARSED = _ParsedDictionaries()
