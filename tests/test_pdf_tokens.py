@@ -668,9 +668,9 @@ def test_a_dictionary_read_again_is_a_copy_made_for_its_reader(handler: Any) -> 
     pdf._PARSED.clear()
     block = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /FirstChar 32 >>"
     container = generic.Reference(7, 0, handler)
-    for after in (b" 12 0 R", b"\nendobj", b"", b" 1", b" 12 0 R"):  # the same, then others
-        assert pdf._read_fast(BytesIO(block + after), container) is not None
-        _same(block + after, 0, container)
+    for tail in (b" 12 0 R", b"\nendobj", b"", b" 1", b" 12 0 R"):  # the same, then others
+        assert pdf._read_fast(BytesIO(block + tail), container) is not None
+        _same(block + tail, 0, container)
     assert len(pdf._PARSED) == 1
 
 
