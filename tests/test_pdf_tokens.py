@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
-from pyhanko.pdf_utils import generic, xref
+from pyhanko.pdf_utils import generic, misc, xref
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign import general
@@ -875,3 +875,120 @@ def test_only_a_revision_in_plain_objects_of_the_issued_bytes_has_a_reach() -> N
     reader = PdfFileReader(BytesIO(packed), strict=True)
     assert reader.xrefs.get_xref_data(0).xrefs_in_objstm
     assert pdf.issued_reach(reader, 0, packed) is None
+
+
+def _xref_table(parse: Any, data: bytes, start: int, strict: bool) -> tuple[Any, ...]:
+    """What a table parser yields (each entry with its number's type), raises, and where
+    it leaves the stream."""
+    stream = BytesIO(data)
+    stream.seek(start)
+    entries: list[Any] = []
+    try:
+        for entry in parse(stream, strict):
+            entries.append((entry, type(entry.idnum)))
+    except Exception as exc:
+        return (entries, "error", type(exc), str(exc))
+    return (entries, stream.tell())
+
+
+class _EndlessError(BaseException):
+    """pyHanko's table reader read far more than the data holds: it would never stop."""
+
+
+class _Bounded:
+    """A stream that stops a reader looping over it (ours raises a PdfReadError there)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.reads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads > 10_000:
+            raise _EndlessError
+        data: bytes = self.stream.read(size)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _pyhankos_table(stream: Any, strict: bool) -> Iterator[Any]:
+    return pdf._parse_xref_table_one_by_one(_Bounded(stream), strict)  # type: ignore[no-any-return]
+
+
+def _same_xref_table(data: bytes, start: int = 0) -> None:
+    for strict in (True, False):
+        ours = _xref_table(pdf._parse_xref_table, data, start, strict)
+        try:
+            theirs = _xref_table(_pyhankos_table, data, start, strict)
+        except _EndlessError:  # where pyHanko's loops, ours says why it cannot read on
+            assert ours[1:3] == ("error", misc.PdfReadError), (strict, data[start:][:300])
+            continue
+        assert ours == theirs, (strict, data[start : start + 300])
+
+
+def test_a_table_that_runs_into_the_files_end_is_refused() -> None:
+    """pyHanko 0.38's table reader steps back and reads the same line for ever when a line
+    starting with an end of line comes within 19 bytes of the end (non-strict reading,
+    as binding and the tolerant retry read): ours stops there."""
+    data = b"0 2\n12345 00001 x\r\n12 1\r\n12345 1 x\r\ntrailer"
+    stream = BytesIO(data)
+    with pytest.raises(_EndlessError):
+        list(_pyhankos_table(stream, False))
+    stream.seek(0)
+    with pytest.raises(misc.PdfReadError, match="runs into the file's end"):
+        list(pdf._parse_xref_table(stream, False))
+
+
+def test_pyhanko_reads_xref_tables_through_ours() -> None:
+    assert xref.parse_xref_table is pdf._parse_xref_table
+    assert "parse_xref_table(" in inspect.getsource(xref.XRefBuilder._read_xref_table)
+    assert pdf._parse_xref_table_one_by_one.__module__ == "pyhanko.pdf_utils.xref"
+    with pdf.pyhanko_as_shipped():
+        assert xref.parse_xref_table is pdf._parse_xref_table_one_by_one
+
+
+def test_same_xref_tables_in_real_files(corpus_forms: Path, corpus_signatures: Path) -> None:
+    """Every cross-reference table of the real forms and signed files, and of a consent,
+    reads the same both ways; a consent's are read the fast way."""
+    files = [path.read_bytes() for folder in (corpus_forms, corpus_signatures)
+             for path in sorted(folder.glob("*.pdf"))]  # fmt: skip
+    consent = render_consent_body(
+        sample_eoi(), reference="SUP-2026-00001", issued_at=datetime.now(UTC)
+    )
+    tables = 0
+    for data in [*files, consent]:
+        at = data.find(b"xref")
+        while at >= 0:
+            if data[at - 1 : at] != b"t":  # not a startxref
+                _same_xref_table(data, at + 4)
+                tables += 1
+            at = data.find(b"xref", at + 4)
+    assert tables > 30  # (most of the corpus has cross-reference streams)
+    at = consent.find(b"\nxref") + 5
+    assert pdf._xref_entries(memoryview(consent), at) is not None
+
+
+def test_same_xref_tables_on_random_lines() -> None:
+    rng = random.Random(1201)
+    ends = [b" \n", b" \r", b"\r\n", b"\n", b"\r", b"  \n", b"\n\n", b" "]
+    cases = 0
+    for _ in range(3000):
+        parts = [rng.choice([b"", b"\n", b" ", b"\r\n", b"% note\n"])]
+        for _ in range(rng.randrange(1, 4)):
+            size = rng.choice([0, 1, 2, 3, 5])
+            first = rng.choice([b"0", b"1", b"7", b"00", b"+3", b"1.0", b"12"])
+            parts.append(first + rng.choice([b" ", b"  ", b"\n"]) + str(size).encode())
+            parts.append(rng.choice([b"\n", b" ", b"\r\n", b"% c\n", b""]))
+            for _ in range(size + rng.choice([0, 0, 0, -1, 1])):
+                offset = rng.choice([b"%010d" % rng.randrange(10**6), b"12345", b"+000000001"])
+                generation = rng.choice([b"00000", b"65535", b"00001", b"99999", b"1"])
+                marker = rng.choice([b"n", b"n", b"f", b"x"])
+                parts.append(offset + b" " + generation + b" " + marker + rng.choice(ends))
+        parts.append(rng.choice([b"", b"\n", b"% tail\n"]))
+        parts.append(rng.choice([b"trailer", b"trailer", b"trail", b""]))
+        parts.append(rng.choice([b"\n<< /Size 3 >>", b" << >>", b"\n% c\n<<", b"", b"\n"]))
+        _same_xref_table(b"".join(parts))
+        cases += 1
+    assert cases == 3000

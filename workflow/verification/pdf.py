@@ -23,7 +23,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as pyca_x509
 from cryptography.hazmat.primitives import serialization
 from pyhanko.generated.etsi import ts_11910202
-from pyhanko.pdf_utils import generic, misc
+from pyhanko.pdf_utils import generic, misc, xref
 from pyhanko.pdf_utils.decode_limits import DecodeLimits, DocumentDecodeBudget, StreamDecodeLimits
 from pyhanko.pdf_utils.misc import PdfDecodeLimitError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
@@ -910,6 +910,98 @@ _BOOLEAN: Any = generic.BooleanObject
 _NULL: Any = generic.NullObject
 
 
+# A cross-reference table: pyHanko reads each 20-byte line with a read, a split and a
+# frozen dataclass, and the whitespace around each subsection a byte at a time: a signed
+# consent's four tables (and the issued consent's, read again for the difference analysis)
+# were a tenth of its verification. Tables whose every line is the standard form
+# (``nnnnnnnnnn ggggg n`` and a two-byte end of line, ISO 32000-1 §7.5.4) are read with one
+# match per subsection; anything else (a comment, a short line, a sign, an unknown marker)
+# is read by pyHanko's own function from the table's start.
+_parse_xref_table_one_by_one: Any = xref.parse_xref_table
+_XREF_SPACE = re.compile(rb"[ \n\r\t\f\x00]*")  # misc.PDF_WHITESPACE
+_XREF_SUBSECTION = re.compile(rb"(\d+)[ \n\r\t\f\x00]+(\d+)[ \n\r\t\f\x00]+")
+_XREF_LINE = rb"\d{10} \d{5} [nf](?: \r| \n|\r\n)"
+_XREF_LINES: dict[int, re.Pattern[bytes]] = {}
+_XREF_TRAILER = re.compile(rb"trailer[ \n\r\t\f\x00]*+(?=[^%])")  # and what follows
+_STANDARD: Any = xref.XRefType.STANDARD
+_FREE: Any = xref.XRefType.FREE
+_XRefEntry: Any = xref.XRefEntry
+
+
+def _parse_xref_table(stream: Any, strict: bool) -> Iterator[Any]:
+    """pyHanko's ``parse_xref_table``: the entries of the table at the stream's position,
+    and the stream left after the ``trailer`` keyword and the whitespace that follows."""
+    start = stream.tell()
+    entries = _xref_entries(stream.getbuffer(), start) if type(stream) is BytesIO else None
+    if entries is None:
+        stream.seek(start)
+        yield from _parse_xref_table_one_by_one(_NoEndlessLines(stream), strict)
+        return
+    found, end = entries
+    stream.seek(end)
+    yield from found
+
+
+class _NoEndlessLines:
+    """The stream for pyHanko's table reader, which loops for ever where the file's
+    nineteenth byte from the end is an end of line and a line read reaches it (it steps
+    back 19 bytes from the end and reads the same short line again: found by comparing the
+    two readers on random tables; pyHanko 0.38). The second such read raises instead."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._short_line_at = -1
+
+    def read(self, size: int = -1) -> bytes:
+        at = self._stream.tell()
+        data: bytes = self._stream.read(size)
+        if size == 20 and len(data) < size and data[:1] in (b"\r", b"\n"):
+            if at == self._short_line_at:  # the same state again: it would never end
+                raise misc.PdfReadError("The cross-reference table runs into the file's end.")
+            self._short_line_at = at
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _xref_entries(view: memoryview, at: int) -> tuple[list[Any], int] | None:
+    """The entries of a table of standard lines at ``at``, and where its trailer's
+    dictionary starts; None where pyHanko's reader must decide."""
+    with view:
+        found: list[Any] = []
+        at = _XREF_SPACE.match(view, at).end()  # type: ignore[union-attr]
+        while True:
+            header = _XREF_SUBSECTION.match(view, at)
+            if header is None:
+                return None
+            # (As pyHanko's: the first number a NumberObject, the next ones plain ints.)
+            number: Any = _made.NumberObject(int(header.group(1)))
+            size = int(header.group(2))
+            lines = _XREF_LINES.get(size)
+            if lines is None:
+                if size > 10_000:
+                    return None  # (one pattern per size: a huge one is left to pyHanko)
+                lines = _XREF_LINES[size] = re.compile(b"(?:%s){%d}" % (_XREF_LINE, size))
+            table = lines.match(view, header.end())
+            if table is None:
+                return None
+            block = table.group()
+            for line in range(0, 20 * size, 20):
+                generation = int(block[line + 11 : line + 16])
+                if block[line + 17] == 0x6E:  # n
+                    location = int(block[line : line + 10])
+                    found.append(_XRefEntry(_STANDARD, location, number, generation))
+                else:
+                    found.append(_XRefEntry(_FREE, None, number, generation))
+                number += 1
+            # (A comment, which pyHanko's reader skips, matches neither: it decides.)
+            at = _XREF_SPACE.match(view, table.end()).end()  # type: ignore[union-attr]
+            trailer = _XREF_TRAILER.match(view, at)
+            if trailer is not None:
+                return found, trailer.end()
+
+
 # PDFDocEncoding: pyHanko decodes every string of a PDF through a generator, a Python call a
 # byte. A string of defined codes is decoded at once through the same table; one holding an
 # undefined code goes to pyHanko's function, for its UnicodeDecodeError.
@@ -1103,6 +1195,7 @@ _REPLACED: tuple[tuple[Any, str, Any, Any], ...] = (
     (asn1_x509.RDNSequence, "__eq__", _names_equal, _names_equal_uncached),
     (asn1_x509.RDNSequence, "hashable", property(_hashable), _hashable_uncached),
     (HistoricalResolver, "_subsume_object", _subsume, _subsume_one_by_one),
+    (xref, "parse_xref_table", _parse_xref_table, _parse_xref_table_one_by_one),
     # by the name each module imported it under
     *(
         (module, "extract_certificate_info", _certificate_info, _certificate_info_one_by_one)
